@@ -103,18 +103,10 @@ func (d *decision) rerunFrom(r conductor.RerunWorkflowRequest, child, upTo strin
 	if from == nil {
 		return fault.NotFound("task %s not found in workflow %s", r.ReRunFromTaskID, d.w.ID)
 	}
-	wt := d.plan.config(from)
-	if wt == nil {
-		return fault.Invalid("task %s is not in the workflow's definition", r.ReRunFromTaskID)
-	}
-	if err := d.canRespawnForked(d.w.task(from.ParentTaskID)); err != nil {
+	if err := d.canRerunFrom(from, r.TaskInput != nil); err != nil {
 		return err
 	}
-	if r.TaskInput == nil {
-		if err := d.canRespawnForked(from); err != nil {
-			return err
-		}
-	}
+	wt := d.plan.config(from)
 	reset.KeepBeforeSeq = from.Seq
 	// A kept input keeps its secret references; a given one is data, handed
 	// over as it is.
@@ -169,6 +161,21 @@ func (d *decision) rerunFrom(r conductor.RerunWorkflowRequest, child, upTo strin
 	d.failKept(from.Seq, heldBack)
 	d.reopened(upTo, d.w.ResetTime)
 	return nil
+}
+
+// canRerunFrom refuses a rerun from task from that could not run it
+// again; withInput: the rerun gives the task an input of its own.
+func (d *decision) canRerunFrom(from *Task, withInput bool) error {
+	if d.plan.config(from) == nil {
+		return fault.Invalid("task %s is not in the workflow's definition", from.ID)
+	}
+	if err := d.canRespawnForked(d.w.task(from.ParentTaskID)); err != nil {
+		return err
+	}
+	if withInput {
+		return nil
+	}
+	return d.canRespawnForked(from)
 }
 
 // failKept acts again on the failures a rerun from the task numbered seq
@@ -365,8 +372,20 @@ func (d *decision) refuseUnwaited(ancestors []*Workflow, asked, op string, rerun
 			}
 			return passedOverRefusal(pd, t, child.ID, by, op)
 		}
-		if pd.plan == nil || pd.reopens(news) == nil {
+		if pd.plan == nil {
 			return nil
+		}
+		t := pd.reopens(news)
+		if t == nil {
+			return nil
+		}
+		if news.RerunUpTo != "" {
+			// p reruns from the task that ran the child (childReopened),
+			// which must be able to: refused there, the child would run
+			// again under a parent that stays ended.
+			if err := pd.canRerunFrom(t, false); err != nil {
+				return fmt.Errorf("workflow %s would rerun from task %s (%s), which ran sub-workflow %s: %w", p.ID, t.Ref, t.ID, child.ID, err)
+			}
 		}
 		if p.ID == asked {
 			news.RerunUpTo, reached = "", true
