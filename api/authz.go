@@ -8,7 +8,9 @@ import (
 
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/metadata"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -202,50 +204,78 @@ func (s *Server) mayStart(r *http.Request, req conductor.StartWorkflowRequest) e
 }
 
 // checkStart reports (nil) whether the caller may start req, and returns
-// the registered definition it decided on for a start by name: the owner
-// and tags the decision reads are read with it (metadata.Startable), and
-// the start runs it (executor.StartOptions.Def), not a definition that
-// someone else registered under the name meanwhile. A start by name of a
-// workflow not registered fails, not found, once allowed; nil without
-// Definitions (the start looks the name up).
-func (s *Server) checkStart(r *http.Request, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error) {
-	if req.WorkflowDef == nil && s.deps.Definitions != nil {
-		st, missing := s.deps.Definitions.LookupStartable(r.Context(), req.Name, req.Version)
-		if missing = auth.LookupFault(req.Name, missing); missing != nil && !errors.Is(missing, fault.ErrNotFound) {
-			return nil, missing
-		}
-		reqs, err := auth.StartRequires(req, nil)
-		for i := 0; err == nil && i < len(reqs); i++ {
-			err = s.authorizeOn(r, reqs[i].Access, auth.Resource{Target: reqs[i].Target, Describer: auth.Described{Tags: auth.TagNames(st.Tags), Creator: st.Owner}})
-		}
-		if err != nil {
-			return nil, err
-		}
-		return st.Def, missing
+// the options that pin the start to what it decided on. A start by name
+// runs the registered definition decided on (StartOptions.Def): the owner
+// and tags the decision reads are read with it (metadata.Startable), not
+// a definition that someone else registered under the name meanwhile. A
+// start by name of a workflow not registered fails, not found, once
+// allowed. An inline definition's start is refused if its name's state
+// moved since (StartOptions.Checked). Without Definitions the start looks
+// the name up.
+func (s *Server) checkStart(r *http.Request, req conductor.StartWorkflowRequest) (executor.StartOptions, error) {
+	if req.WorkflowDef != nil || s.deps.Definitions == nil {
+		checked, err := s.mayStartInline(r, req)
+		return executor.StartOptions{Checked: checked}, err
 	}
-	return nil, s.mayStartInline(r, req)
+	st, missing := s.deps.Definitions.LookupStartable(r.Context(), req.Name, req.Version)
+	if missing = auth.LookupFault(req.Name, missing); missing != nil && !errors.Is(missing, fault.ErrNotFound) {
+		return executor.StartOptions{}, missing
+	}
+	reqs, err := auth.StartRequires(req, nil)
+	for i := 0; err == nil && i < len(reqs); i++ {
+		err = s.authorizeOn(r, reqs[i].Access, auth.Resource{Target: reqs[i].Target, Describer: describedBy(st)})
+	}
+	if err != nil {
+		return executor.StartOptions{}, err
+	}
+	return executor.StartOptions{Def: st.Def}, missing
 }
 
 // mayStartInline reports (nil) whether the caller may start req, which
-// sends its definition inline (or, without Definitions, names it).
-func (s *Server) mayStartInline(r *http.Request, req conductor.StartWorkflowRequest) error {
+// sends its definition inline (or, without Definitions, names it), and
+// returns the state of the inline definition's name it decided on: CREATE
+// of a name registered nowhere, or UPDATE of its owner's definition too,
+// decided on the owner and tags read with whether it is registered.
+func (s *Server) mayStartInline(r *http.Request, req conductor.StartWorkflowRequest) (*executor.NameState, error) {
 	var lookup func(name string) error
-	if s.deps.Definitions != nil {
+	var checked *executor.NameState
+	var described auth.Described
+	if s.deps.Definitions != nil && req.WorkflowDef != nil {
+		checked = &executor.NameState{}
 		lookup = func(name string) error {
-			_, err := s.deps.Definitions.LookupWorkflowDef(r.Context(), name, nil)
+			st, err := s.deps.Definitions.LookupStartable(r.Context(), name, nil)
+			if err == nil {
+				*checked = executor.NameState{Registered: true, Owner: st.Owner}
+				described = describedBy(st)
+			}
 			return err
 		}
 	}
 	if req.WorkflowDef != nil {
 		if err := s.mayHandTasksTo(r, req.WorkflowDef); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	reqs, err := auth.StartRequires(req, lookup)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return s.authorizeAll(r, reqs)
+	for _, q := range reqs {
+		res := auth.Resource{Target: q.Target}
+		if checked != nil && q.Target == (auth.Target{Type: auth.TargetWorkflowDef, ID: req.WorkflowDef.Name}) {
+			res.Describer = described
+		}
+		if err := s.authorizeOn(r, q.Access, res); err != nil {
+			return nil, err
+		}
+	}
+	return checked, nil
+}
+
+// describedBy is the owner and tags of a startable definition's name, as
+// an access decision on it reads them.
+func describedBy(st metadata.Startable) auth.Described {
+	return auth.Described{Tags: auth.TagNames(st.Tags), Creator: st.Owner}
 }
 
 // authorizeAll checks each requirement, in order.

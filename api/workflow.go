@@ -225,11 +225,12 @@ func (s *Server) start(w http.ResponseWriter, r *http.Request, req conductor.Sta
 // with it only a caller who may read it: the key is often a business id
 // (an order number) that others can guess.
 func (s *Server) startAsCaller(r *http.Request, req conductor.StartWorkflowRequest) (string, error) {
-	def, err := s.checkStart(r, req)
+	o, err := s.checkStart(r, req)
 	if err != nil {
 		return "", err
 	}
-	id, seq, err := s.deps.Engine.StartWorkflow(r.Context(), req, executor.StartOptions{CreatedBy: principal(r), Def: def})
+	o.CreatedBy = principal(r)
+	id, seq, err := s.deps.Engine.StartWorkflow(r.Context(), req, o)
 	if err == nil {
 		err = s.wait(r.Context(), seq)
 	}

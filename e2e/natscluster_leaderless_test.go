@@ -246,3 +246,7 @@ func (undefined) LookupTaskDef(context.Context, string) (*conductor.TaskDef, boo
 }
 
 func (undefined) CheckWorkflowDef(*conductor.WorkflowDef) error { return nil }
+
+func (undefined) WorkflowOwner(_ context.Context, name string) (string, error) {
+	return "", fault.NotFound("workflow definition %s not found", name)
+}

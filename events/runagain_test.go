@@ -29,6 +29,8 @@ func (waitingDefinitions) CheckWorkflowDef(def *conductor.WorkflowDef) error {
 	return engine.ValidateWorkflowDef(def)
 }
 
+func (waitingDefinitions) WorkflowOwner(context.Context, string) (string, error) { return "", nil }
+
 // noDeadlines has no deadlines and no running workflows to recover.
 type noDeadlines struct{}
 

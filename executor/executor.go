@@ -31,6 +31,9 @@ type Definitions interface {
 	// CheckWorkflowDef validates an inline definition as registration
 	// would validate a stored one.
 	CheckWorkflowDef(def *conductor.WorkflowDef) error
+	// WorkflowOwner is the owner of workflow name's registration, failing
+	// with fault.ErrNotFound while it is registered nowhere.
+	WorkflowOwner(ctx context.Context, name string) (string, error)
 }
 
 // Snapshots reads a workflow's state as a read model folded it: the same

@@ -37,6 +37,10 @@ func (noDefinitions) CheckWorkflowDef(def *conductor.WorkflowDef) error {
 	return engine.ValidateWorkflowDef(def)
 }
 
+func (noDefinitions) WorkflowOwner(_ context.Context, name string) (string, error) {
+	return "", fault.NotFound("workflow definition %s not found: no stored definitions here", name)
+}
+
 // nothingScheduled has no deadlines and no running workflows to recover.
 type nothingScheduled struct{}
 

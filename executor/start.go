@@ -51,6 +51,11 @@ type StartOptions struct {
 	// looking the name up again: someone else may have deleted the name
 	// and registered it again since. Nil: the start looks it up.
 	Def *conductor.WorkflowDef
+	// Checked is, for a start of an inline definition, the state of its
+	// name that the start's access was decided on; the start refuses
+	// (fault.ErrConflict) when the name has moved since (Executor.nameKept).
+	// Nil: the start was not checked on it.
+	Checked *NameState
 	// FromWorkflow is set for a start a workflow asks for (a
 	// SUB_WORKFLOW's, a START_WORKFLOW's, a failure workflow's): its
 	// input and correlation id are the starter's data (a failure
@@ -141,6 +146,11 @@ func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflo
 		}
 		if err := check(def); err != nil {
 			return "", 0, err
+		}
+		if o.Checked != nil && e.defs != nil {
+			if err := e.nameKept(ctx, def.Name, *o.Checked); err != nil {
+				return "", 0, err
+			}
 		}
 	}
 	if len(def.Raw) == 0 {
@@ -289,6 +299,37 @@ func (e *Executor) StartWorkflow(ctx context.Context, req conductor.StartWorkflo
 		return "", 0, err
 	}
 	return id, out.Seq, nil
+}
+
+// NameState is what a start's check read of the name an inline
+// definition runs under: whether a definition is registered under it, and
+// its owner's id.
+type NameState struct {
+	Registered bool
+	Owner      string
+}
+
+// nameKept fails with fault.ErrConflict when workflow name was registered,
+// or passed to another owner, since a start of an inline definition under
+// it was checked on checked. The execution is the name's: its owner's
+// readers read it, its idempotency keys are the name's, its grants reach
+// it, and the check asked CREATE alone of a name registered nowhere, or
+// UPDATE of the owner's definition it saw. A name deleted since asks no
+// more than the check asked. The name is read here, before the start's
+// idempotency key is looked up under it; one registered after that is one
+// registered after the start, as it may be after any start.
+func (e *Executor) nameKept(ctx context.Context, name string, checked NameState) error {
+	owner, err := e.defs.WorkflowOwner(ctx, name)
+	switch {
+	case errors.Is(err, fault.ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("start workflow %s: owner of its name: %w", name, err)
+	case !checked.Registered || owner != checked.Owner:
+		// Neither owner is named: the caller may hold no right on either.
+		return fault.Conflict("start workflow %s: its name was registered, or passed to another owner, since the start was checked", name)
+	}
+	return nil
 }
 
 // rateLimit is the limit a start of def puts it under. The line is the

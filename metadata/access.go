@@ -42,6 +42,15 @@ func (s *Store) DefAccess(ctx context.Context, kind Kind, name string) (owner st
 	return owner, conductorTags(stored), nil
 }
 
+// WorkflowOwner is the owner of workflow name as DefAccess reads it: a
+// start of an inline definition checks, as it is recorded, that its
+// name's owner is still the one its access was decided on. Unknown names
+// fail with fault.ErrNotFound.
+func (s *Store) WorkflowOwner(ctx context.Context, name string) (string, error) {
+	_, owner, err := s.accessView(ctx, KindWorkflow, name)
+	return owner, err
+}
+
 // TaskDefForAccess returns task definition name as an access decision on
 // it reads its creator (DefAccess): from the read model or, when that
 // lacks it, from the log. A workflow that would hand tasks of that name
