@@ -262,7 +262,7 @@ func (s *Server) mayStartInline(r *http.Request, req conductor.StartWorkflowRequ
 	}
 	for _, q := range reqs {
 		res := auth.Resource{Target: q.Target}
-		if checked != nil && q.Target == (auth.Target{Type: auth.TargetWorkflowDef, ID: req.WorkflowDef.Name}) {
+		if checked != nil && q.Target == (auth.Target{Type: auth.TargetWorkflowDef, ID: auth.InlineName(req)}) {
 			res.Describer = described
 		}
 		if err := s.authorizeOn(r, q.Access, res); err != nil {

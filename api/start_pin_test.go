@@ -172,3 +172,22 @@ func TestInlineStartRefusedWhenItsNameMovedSinceItsCheck(t *testing.T) {
 		})
 	}
 }
+
+// An inline definition without a name runs under the request's, and is
+// decided there: the user's, sent under the admin's shared_flow, is
+// refused as one naming shared_flow is (UPDATE on the admin's), where it
+// was asked CREATE of "" and ran under the admin's name.
+func TestNamelessInlineStartIsDecidedUnderTheNameItRunsUnder(t *testing.T) {
+	t.Parallel()
+	ctx := testutil.Context(t, time.Minute)
+	l, md := openMetadata(t)
+	if err := registerShared(ctx, md, pinAdmin, "admins_step"); err != nil {
+		t.Fatal(err)
+	}
+	_, srv, _ := startingServer(t, ctx, l, md)
+	got := client{t, srv.URL, "user-token"}.do("POST", "/api/workflow",
+		`{"name":"shared_flow","workflowDef":{"tasks":[{"name":"w","taskReferenceName":"inline_step","type":"WAIT"}]}}`)
+	if got.status != http.StatusForbidden {
+		t.Fatalf("start = %d %s, want 403", got.status, got.body)
+	}
+}

@@ -28,16 +28,27 @@ func StartRequires(req conductor.StartWorkflowRequest, lookup func(name string) 
 	if def == nil {
 		return []Requirement{{Execute, Target{Type: TargetWorkflowDef, ID: req.Name}}}, nil
 	}
-	out := []Requirement{{Create, Target{Type: TargetWorkflowDef, ID: def.Name}}}
+	name := InlineName(req)
+	out := []Requirement{{Create, Target{Type: TargetWorkflowDef, ID: name}}}
 	if lookup != nil {
-		switch err := LookupFault(def.Name, lookup(def.Name)); {
+		switch err := LookupFault(name, lookup(name)); {
 		case err == nil:
-			out = append(out, Requirement{Update, Target{Type: TargetWorkflowDef, ID: def.Name}})
+			out = append(out, Requirement{Update, Target{Type: TargetWorkflowDef, ID: name}})
 		case !errors.Is(err, fault.ErrNotFound):
 			return nil, err
 		}
 	}
 	return append(out, FailureWorkflowRequires(def)...), nil
+}
+
+// InlineName is the name a start of req's inline definition runs under:
+// the definition's, or the request's when the definition names none (the
+// start names it so).
+func InlineName(req conductor.StartWorkflowRequest) string {
+	if req.WorkflowDef == nil || req.WorkflowDef.Name == "" {
+		return req.Name
+	}
+	return req.WorkflowDef.Name
 }
 
 // LookupFault is what a lookup of workflow definition name that failed

@@ -34,3 +34,21 @@ func TestStartRequiresAsksTheLookup(t *testing.T) {
 		})
 	}
 }
+
+// A definition sent inline without a name runs under the request's, as
+// the start names it: it is asked CREATE and UPDATE there, where it was
+// asked them of "", which every USER may create, and ran under a name
+// someone else registered.
+func TestStartRequiresOfANamelessInlineDefinition(t *testing.T) {
+	t.Parallel()
+	req := conductor.StartWorkflowRequest{Name: "held", WorkflowDef: &conductor.WorkflowDef{}}
+	var looked []string
+	got, err := StartRequires(req, func(name string) error {
+		looked = append(looked, name)
+		return nil
+	})
+	want := []Requirement{{Create, Target{Type: TargetWorkflowDef, ID: "held"}}, {Update, Target{Type: TargetWorkflowDef, ID: "held"}}}
+	if err != nil || !slices.Equal(got, want) || !slices.Equal(looked, []string{"held"}) {
+		t.Fatalf("StartRequires = %v, %v, looking up %q; want %v, looking up held", got, err, looked, want)
+	}
+}
