@@ -652,22 +652,22 @@ type secretSource struct {
 	env *secrets.Env
 }
 
-func (src secretSource) CreatorOf(ctx context.Context, t auth.Target) (string, error) {
-	var owner string
+func (src secretSource) Describe(ctx context.Context, t auth.Target) ([]string, string, error) {
+	var creator string
+	var tags []conductor.Tag
 	var err error
-	if t.Type == auth.TargetSecret {
-		owner, _, err = src.s.Owner(ctx, t.ID)
+	if t.Type == auth.TargetEnvVariable {
+		creator, tags, err = src.env.Access(ctx, t.ID)
 	} else {
-		owner, _, err = src.env.Owner(ctx, t.ID)
+		creator, tags, err = src.s.Access(ctx, t.ID)
 	}
-	return owner, err
+	names, err := tagStrings(tags, err)
+	return names, creator, err
 }
 
 func (src secretSource) TagsOf(ctx context.Context, t auth.Target) ([]string, error) {
-	if t.Type == auth.TargetEnvVariable {
-		return tagStrings(src.env.Tags(ctx, t.ID))
-	}
-	return tagStrings(src.s.Tags(ctx, t.ID))
+	tags, _, err := src.Describe(ctx, t)
+	return tags, err
 }
 
 // secretsEngine is one engine's secrets over a shared log: its own read

@@ -162,18 +162,18 @@ func TestSecretDescriptionServesTheCheckedSecret(t *testing.T) {
 
 // changedDuringCheck tells the Authorizer the creators and tags of one
 // engine's values, as secretSource does; someone changes them once, as
-// soon as the first check has read the creator (the check has passed, on
-// the old value).
+// soon as the first check has read the creator and tags (the check has
+// passed, on the old value).
 type changedDuringCheck struct {
 	secretSource
 	once   sync.Once
 	change func()
 }
 
-func (c *changedDuringCheck) CreatorOf(ctx context.Context, t auth.Target) (string, error) {
-	owner, err := c.secretSource.CreatorOf(ctx, t)
+func (c *changedDuringCheck) Describe(ctx context.Context, t auth.Target) ([]string, string, error) {
+	tags, owner, err := c.secretSource.Describe(ctx, t)
 	c.once.Do(c.change)
-	return owner, err
+	return tags, owner, err
 }
 
 // GET /api/environment lists each value as the snapshot the caller's

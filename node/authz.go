@@ -188,16 +188,14 @@ type secretTargets struct {
 // secretSource is what secretTargets reads of the secrets. api.SecretStore
 // serves it from a *secrets.Store.
 type secretSource interface {
-	Tags(ctx context.Context, name string) ([]conductor.Tag, error)
-	Owner(ctx context.Context, name string) (string, bool, error)
+	Access(ctx context.Context, name string) (creator string, tags []conductor.Tag, err error)
 	Snapshot(ctx context.Context) (api.SecretSnapshot, error)
 }
 
 // envSource is secretSource for the environment values. api.EnvStore
 // serves it from a *secrets.Env.
 type envSource interface {
-	Tags(ctx context.Context, name string) ([]conductor.Tag, error)
-	Owner(ctx context.Context, name string) (string, bool, error)
+	Access(ctx context.Context, name string) (creator string, tags []conductor.Tag, err error)
 	Snapshot(ctx context.Context) (api.EnvSnapshot, error)
 }
 
@@ -209,31 +207,30 @@ type accessSnapshot interface {
 	Close() error
 }
 
-func (s secretTargets) TagsOf(ctx context.Context, t auth.Target) ([]string, error) {
-	var tags []conductor.Tag
-	var err error
+// Describe implements auth.Describer: a secret's or environment value's
+// creator and tags come from one read of its record, one state of it.
+func (s secretTargets) Describe(ctx context.Context, t auth.Target) (tags []string, creator string, err error) {
+	var stored []conductor.Tag
 	switch t.Type {
 	case auth.TargetSecret:
-		tags, err = s.secrets.Tags(ctx, t.ID)
+		creator, stored, err = s.secrets.Access(ctx, t.ID)
 	case auth.TargetEnvVariable:
-		tags, err = s.env.Tags(ctx, t.ID)
+		creator, stored, err = s.env.Access(ctx, t.ID)
 	}
 	if errors.Is(err, fault.ErrNotFound) || errors.Is(err, fault.ErrInvalid) {
-		return nil, nil
+		return nil, "", nil
 	}
-	return auth.TagNames(tags), err
+	if err != nil {
+		return nil, "", err
+	}
+	return auth.TagNames(stored), creator, nil
 }
 
-func (s secretTargets) CreatorOf(ctx context.Context, t auth.Target) (string, error) {
-	var owner string
-	var err error
-	switch t.Type {
-	case auth.TargetSecret:
-		owner, _, err = s.secrets.Owner(ctx, t.ID)
-	case auth.TargetEnvVariable:
-		owner, _, err = s.env.Owner(ctx, t.ID)
-	}
-	return owner, err
+// TagsOf implements auth.TagSource, which the grant listings' TagIndex
+// needs; access decisions ask Describe.
+func (s secretTargets) TagsOf(ctx context.Context, t auth.Target) ([]string, error) {
+	tags, _, err := s.Describe(ctx, t)
+	return tags, err
 }
 
 // TargetsTagged lists the secrets or environment values that carry tag,

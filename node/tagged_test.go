@@ -99,6 +99,21 @@ func (g tagGrants) GrantsTo(context.Context, auth.Subject, string) ([]auth.Grant
 	return g, nil
 }
 
+// openSecrets opens the secrets and environment values of one engine on
+// a log of their own.
+func openSecrets(ctx context.Context, t *testing.T) (*secrets.Store, *secrets.Env) {
+	t.Helper()
+	l := testutil.OpenLog(t, "")
+	keys, err := secrets.OpenKeys(ctx, l.JetStream(), secrets.GenerateMasterKey(), secrets.KeysOptions{Logger: testutil.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := testutil.OpenStore(t)
+	runner := testutil.RunProjection(t, l, store, secrets.Projection{}, projections.RunnerConfig{Stream: eventlog.Secrets.Name})
+	opts := secrets.Options{Logger: testutil.Logger(t)}
+	return secrets.New(l, store, runner, keys, opts), secrets.NewEnv(l, store, runner, opts)
+}
+
 // A permissions listing shows what a TAG grant covers of the secrets and
 // environment values as one state of them: their names and each one's
 // tags are read in one snapshot. A value removed and another created
@@ -148,15 +163,7 @@ func TestTaggedListingIsOneState(t *testing.T) {
 			t.Run(fmt.Sprintf("%s changed %s", k.targetType, when.at), func(t *testing.T) {
 				t.Parallel()
 				ctx := testutil.Context(t, time.Minute)
-				l := testutil.OpenLog(t, "")
-				keys, err := secrets.OpenKeys(ctx, l.JetStream(), secrets.GenerateMasterKey(), secrets.KeysOptions{Logger: testutil.Logger(t)})
-				if err != nil {
-					t.Fatal(err)
-				}
-				store := testutil.OpenStore(t)
-				runner := testutil.RunProjection(t, l, store, secrets.Projection{}, projections.RunnerConfig{Stream: eventlog.Secrets.Name})
-				opts := secrets.Options{Logger: testutil.Logger(t)}
-				s, env := secrets.New(l, store, runner, keys, opts), secrets.NewEnv(l, store, runner, opts)
+				s, env := openSecrets(ctx, t)
 				if err := k.put(ctx, s, env, "went"); err != nil {
 					t.Fatal(err)
 				}

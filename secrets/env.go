@@ -222,21 +222,6 @@ func (e *Env) Delete(ctx context.Context, name, principal string, opts ...WriteO
 	return old, nil
 }
 
-// Tags returns environment value name's tags.
-func (e *Env) Tags(ctx context.Context, name string) ([]conductor.Tag, error) {
-	if err := CheckEnvName(name); err != nil {
-		return nil, err
-	}
-	v, found, err := readEnv(e.w.reader, name)
-	if err != nil {
-		return nil, err
-	}
-	if !found {
-		return nil, envNotFound(name)
-	}
-	return toConductorTags(v.Tags), nil
-}
-
 // PutTags adds tags; a tag whose key exists replaces that tag's value.
 func (e *Env) PutTags(ctx context.Context, name string, tags []conductor.Tag, principal string, opts ...WriteOption) error {
 	return e.changeTags(ctx, name, tags, principal, false, upsertTags, opts)
@@ -276,8 +261,8 @@ func (e *Env) changeTags(ctx context.Context, name string, tags []conductor.Tag,
 	return err
 }
 
-// Owner returns who created environment value name.
-func (e *Env) Owner(ctx context.Context, name string) (string, bool, error) {
-	v, found, err := readEnv(e.w.reader, name)
-	return v.CreatedBy, found, err
+// Access is Store.Access for environment value name, read without its
+// value.
+func (e *Env) Access(_ context.Context, name string) (creator string, tags []conductor.Tag, err error) {
+	return envAccessIn(e.w.reader, name)
 }

@@ -64,7 +64,13 @@ func (sn *Snapshot) Names() ([]string, error) { return sn.names(secretKeyPrefix,
 // follows besides the grants on it, as the snapshot holds them; a secret
 // the snapshot does not hold is fault.ErrNotFound.
 func (sn *Snapshot) Access(name string) (creator string, tags []conductor.Tag, err error) {
-	st, err := sn.secret(name)
+	return secretAccess(sn.r, name)
+}
+
+// secretAccess is the creator and tags of secret name as r holds them,
+// from its one record: never its ciphertext, stored apart.
+func secretAccess(r kvReader, name string) (creator string, tags []conductor.Tag, err error) {
+	st, err := secretIn(r, name)
 	if err != nil {
 		return "", nil, err
 	}
@@ -81,11 +87,15 @@ func (sn *Snapshot) Tags(name string) ([]conductor.Tag, error) {
 	return toConductorTags(st.Tags), nil
 }
 
-func (sn *Snapshot) secret(name string) (storedSecret, error) {
+func (sn *Snapshot) secret(name string) (storedSecret, error) { return secretIn(sn.r, name) }
+
+// secretIn is secret name's record as r holds it; a secret r does not
+// hold is fault.ErrNotFound.
+func secretIn(r kvReader, name string) (storedSecret, error) {
 	if err := CheckSecretName(name); err != nil {
 		return storedSecret{}, err
 	}
-	st, found, err := readSecret(sn.r, name)
+	st, found, err := readSecret(r, name)
 	if err == nil && !found {
 		err = secretNotFound(name)
 	}
@@ -147,11 +157,17 @@ type envAccess struct {
 // without its value; a value the snapshot does not hold is
 // fault.ErrNotFound.
 func (sn *EnvSnapshot) Access(name string) (creator string, tags []conductor.Tag, err error) {
+	return envAccessIn(sn.r, name)
+}
+
+// envAccessIn is the creator and tags of environment value name as r
+// holds them, from its one record, without its value.
+func envAccessIn(r kvReader, name string) (creator string, tags []conductor.Tag, err error) {
 	if err := CheckEnvName(name); err != nil {
 		return "", nil, err
 	}
 	var a envAccess
-	found, err := getMsgpack(sn.r, envKey(name), &a)
+	found, err := getMsgpack(r, envKey(name), &a)
 	if err == nil && !found {
 		err = envNotFound(name)
 	}

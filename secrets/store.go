@@ -570,21 +570,6 @@ func (s *Store) Delete(ctx context.Context, name, principal string, opts ...Writ
 	return nil
 }
 
-// Tags returns secret name's tags ([] when it has none).
-func (s *Store) Tags(ctx context.Context, name string) ([]conductor.Tag, error) {
-	if err := CheckSecretName(name); err != nil {
-		return nil, err
-	}
-	st, found, err := readSecret(s.w.reader, name)
-	if err != nil {
-		return nil, err
-	}
-	if !found {
-		return nil, secretNotFound(name)
-	}
-	return toConductorTags(st.Tags), nil
-}
-
 // PutTags adds tags to secret name; a tag whose key the secret has
 // replaces that tag's value.
 func (s *Store) PutTags(ctx context.Context, name string, tags []conductor.Tag, principal string, opts ...WriteOption) error {
@@ -643,10 +628,13 @@ func (s *Store) Revision(_ context.Context, name string) (Revision, error) {
 	})
 }
 
-// Owner returns who created secret name.
-func (s *Store) Owner(ctx context.Context, name string) (string, bool, error) {
-	st, found, err := readSecret(s.w.reader, name)
-	return st.CreatedBy, found, err
+// Access is the creator and tags of secret name, which access to it
+// follows besides the grants on it, read together from its one record
+// in the read model (never its ciphertext): read apart, a secret deleted
+// and created again between the reads would lend one life's tags to the
+// other's creator. A secret not found is fault.ErrNotFound.
+func (s *Store) Access(_ context.Context, name string) (creator string, tags []conductor.Tag, err error) {
+	return secretAccess(s.w.reader, name)
 }
 
 // ClearCache forgets the data keys held in memory.

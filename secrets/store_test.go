@@ -145,7 +145,7 @@ func TestBadInput(t *testing.T) {
 	for _, op := range []func() error{
 		func() error { _, err := p.s.Get(ctx, "missing"); return err },
 		func() error { _, err := p.s.Metadata(ctx, "missing"); return err },
-		func() error { _, err := p.s.Tags(ctx, "missing"); return err },
+		func() error { _, _, err := p.s.Access(ctx, "missing"); return err },
 		func() error { return p.s.Delete(ctx, "missing", "") },
 		func() error { return p.s.PutTags(ctx, "missing", []conductor.Tag{{Key: "k"}}, "") },
 		func() error { return p.s.DeleteTags(ctx, "missing", []conductor.Tag{{Key: "k"}}, "") },
@@ -303,7 +303,7 @@ func TestTags(t *testing.T) {
 		if err != nil {
 			t.Fatalf("step %d: %v", i, err)
 		}
-		tags, err := p.s.Tags(ctx, "api")
+		_, tags, err := p.s.Access(ctx, "api")
 		if err != nil {
 			t.Fatal(err)
 		}
