@@ -210,13 +210,19 @@ type accessSnapshot interface {
 // Describe implements auth.Describer: a secret's or environment value's
 // creator and tags come from one read of its record, one state of it.
 func (s secretTargets) Describe(ctx context.Context, t auth.Target) (tags []string, creator string, err error) {
-	var stored []conductor.Tag
 	switch t.Type {
 	case auth.TargetSecret:
-		creator, stored, err = s.secrets.Access(ctx, t.ID)
+		return described(s.secrets.Access(ctx, t.ID))
 	case auth.TargetEnvVariable:
-		creator, stored, err = s.env.Access(ctx, t.ID)
+		return described(s.env.Access(ctx, t.ID))
 	}
+	return nil, "", nil
+}
+
+// described is a Describer's answer from a read of a target's creator and
+// tags: a target that does not exist, or whose name no store would hold,
+// has none, which grants nothing.
+func described(creator string, stored []conductor.Tag, err error) ([]string, string, error) {
 	if errors.Is(err, fault.ErrNotFound) || errors.Is(err, fault.ErrInvalid) {
 		return nil, "", nil
 	}
@@ -276,14 +282,7 @@ type definitionTargets struct{ defs *metadata.Store }
 // Describe implements auth.Describer: a definition's owner and tags come
 // from one read (of the log, when the read model lacks the name).
 func (d definitionTargets) Describe(ctx context.Context, t auth.Target) (tags []string, creator string, err error) {
-	creator, stored, err := d.defs.DefAccess(ctx, defKind(t.Type), t.ID)
-	if errors.Is(err, fault.ErrNotFound) || errors.Is(err, fault.ErrInvalid) {
-		return nil, "", nil
-	}
-	if err != nil {
-		return nil, "", err
-	}
-	return auth.TagNames(stored), creator, nil
+	return described(d.defs.DefAccess(ctx, defKind(t.Type), t.ID))
 }
 
 // TagsOf implements auth.TagSource, which the grant listings' TagIndex
