@@ -72,7 +72,9 @@ func (UncacheOutput) effectName() string { return "uncache_output" }
 // the cache has its output under the key too. A key names who the
 // workflow ran as when the task completed, or was completed from the
 // cache, which may be fewer than it runs as now: the key of each is
-// purged. The guard adds them to the decision that records masked: it
+// purged. It is of the definition the task completed under, whose key an
+// upgrade may have changed since: that one is purged too (Task.CacheKeys).
+// The guard adds them to the decision that records masked: it
 // appends most ValuesMasked itself, once the engine has decided.
 func Uncache(w *Workflow, masked *schemas.ValuesMasked) []Effect {
 	if w == nil || masked == nil {
@@ -108,25 +110,62 @@ func uncache(w *Workflow, paths []string, required bool) []Effect {
 			p, _ = w.planFor()
 			parsed = true
 		}
-		wt := p.config(t)
-		if wt == nil || !cachesOutput(wt, t.Type) {
-			continue
+		// The key of the definition it runs now, and of those it
+		// completed under before an upgrade changed it.
+		configured := t.CacheKeys
+		if wt := p.config(t); wt != nil && cachesOutput(wt, t.Type) {
+			configured = slices.Concat([]string{wt.CacheConfig.Key}, t.CacheKeys)
 		}
-		key, ok := substituteInput(wt.CacheConfig.Key, t.Input)
-		if !ok {
-			continue
-		}
-		// Who a workflow runs as only grows (an operator's result or
-		// variables, a rerun with new input): who it ran as then is a
-		// beginning of w.Principals().
-		principals := w.Principals()
-		for n := len(principals); n > 0; n-- {
-			if u := (UncacheOutput{Key: hashKey(t.Name, key, principals[:n]), Required: required}); !slices.Contains(out, Effect(u)) {
-				out = append(out, u)
+		for _, c := range configured {
+			key, ok := substituteInput(c, t.Input)
+			if !ok {
+				continue
+			}
+			// Who a workflow runs as only grows (an operator's result or
+			// variables, a rerun with new input): who it ran as then is a
+			// beginning of w.Principals().
+			principals := w.Principals()
+			for n := len(principals); n > 0; n-- {
+				if u := (UncacheOutput{Key: hashKey(t.Name, key, principals[:n]), Required: required}); !slices.Contains(out, Effect(u)) {
+					out = append(out, u)
+				}
 			}
 		}
 	}
 	return out
+}
+
+// keepCacheKeys keeps on each task w completed under its definition the
+// cacheConfig key that definition gives it, where next, the one an
+// upgrade moves w to, gives it another key or none: the output was cached,
+// or served from the cache, under the key of then, which uncache purges
+// too. A task served from the cache has its entry name the workflow that
+// cached it, which masks nothing: a hit reads that workflow, and would
+// serve what this one found secret. A definition that does not parse
+// keeps nothing: uncache keys such a workflow's tasks by their own
+// configuration alone.
+func keepCacheKeys(w *Workflow, next []byte) {
+	before, err := w.planFor()
+	if err != nil {
+		return
+	}
+	after, _ := plans.get(next)
+	for i, t := range w.Tasks {
+		if t.Status != conductor.TaskCompleted || len(t.Config) > 0 { // a dynamic task carries its own configuration
+			continue
+		}
+		was := before.config(t)
+		if was == nil || !cachesOutput(was, t.Type) || slices.Contains(t.CacheKeys, was.CacheConfig.Key) {
+			continue
+		}
+		if now := after.config(t); now != nil && cachesOutput(now, t.Type) && now.CacheConfig.Key == was.CacheConfig.Key {
+			continue
+		}
+		// Tasks are shared with earlier states: copy before changing.
+		c := *t
+		c.CacheKeys = append(slices.Clip(t.CacheKeys), was.CacheConfig.Key)
+		w.Tasks[i] = &c
+	}
 }
 
 // OutputMasked reports whether w masks a value of the output of task

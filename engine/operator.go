@@ -99,6 +99,7 @@ func applyOperator(w *Workflow, ev schemas.Event) (bool, error) {
 	case *schemas.WorkflowRemoved:
 		w.Removed, w.Archived, w.UpdateTime = true, e.Archived, e.Time
 	case *schemas.WorkflowUpgraded:
+		keepCacheKeys(w, e.Def)
 		w.DefJSON, w.plan, w.UpdateTime = e.Def, nil, e.Time
 		if def, err := parseDef(e.Def); err == nil {
 			w.Version = def.Version

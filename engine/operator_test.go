@@ -429,6 +429,50 @@ func TestUncacheOutputsCachedBeforeMorePrincipals(t *testing.T) {
 	}
 }
 
+// An upgrade may change a completed task's cacheConfig (its key, or none
+// at all): its output was cached, or served, under the key of the
+// definition it completed under, which its purges take out, and not only
+// under the key of the version it runs now, which names no entry. The
+// entry of a task served from the cache names the workflow that cached it,
+// which masks nothing: left in the cache, it is served in plain text.
+func TestUncacheOutputsCachedBeforeAnUpgrade(t *testing.T) {
+	t.Parallel()
+	v1 := `{"name":"cached","version":1,"tasks":[
+	 {"name":"fetch","taskReferenceName":"fetch","inputParameters":{"url":"${workflow.input.url}"},"cacheConfig":{"key":"${url}","ttlInSecond":60}},
+	 {"name":"plain","taskReferenceName":"plain"}]}`
+	tests := []struct{ name, cacheConfig string }{
+		{"another key", `,"cacheConfig":{"key":"v2:${url}","ttlInSecond":60}`},
+		{"no cacheConfig", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, v1, map[string]any{"url": "https://a"})
+			h.complete("fetch", map[string]any{"token": "found-secret-later"})
+			stored := effectsOf[engine.CacheOutput](h.last)
+			if len(stored) != 1 {
+				t.Fatalf("cache effects %+v", stored)
+			}
+			h.decide(engine.Upgrade{Def: parseDef(t, `{"name":"cached","version":2,"tasks":[
+			 {"name":"fetch","taskReferenceName":"fetch","inputParameters":{"url":"${workflow.input.url}"}`+tt.cacheConfig+`},
+			 {"name":"plain","taskReferenceName":"plain"}]}`)})
+			masked := &schemas.ValuesMasked{Paths: []string{"task/" + h.task("fetch").ID + "/output.token"}}
+			h.decide(engine.ValuesFound{From: "parent", Masked: masked})
+			h.complete("plain", nil)
+			for name, effs := range map[string][]engine.Effect{
+				"the guard's":      engine.Uncache(h.w, masked),
+				"recovery's":       h.decide(engine.Reconcile{}).Effects,
+				"the compaction's": h.decide(engine.Compact{}).Effects,
+			} {
+				got := effectsOf[engine.UncacheOutput](engine.Decision{Effects: effs})
+				if !slices.ContainsFunc(got, func(u engine.UncacheOutput) bool { return u.Key == stored[0].Key }) {
+					t.Errorf("%s uncache effects %+v, none of key %s, under which version 1 cached the output", name, got, stored[0].Key)
+				}
+			}
+		})
+	}
+}
+
 // A worker task that waits before it is handed out, a retry's delay or a
 // startDelay, waits out a callbackAfterSeconds until it is taken, as
 // Conductor's: it shows the wait, and a reset of the callbacks hands it

@@ -190,6 +190,11 @@ type Task struct {
 	// SealedReads are schemas.TaskScheduled's: the references to the
 	// workflow's sealed data that texts Input holds sealed whole read.
 	SealedReads []string `msgpack:"srd,omitempty"`
+	// CacheKeys are the cacheConfig keys (as configured, ${…} and all)
+	// of the definitions it completed under that an upgrade since gave it
+	// another one or none: its output was cached, or served from the
+	// cache, under one of them (see Uncache).
+	CacheKeys []string `msgpack:"ckeys,omitempty"`
 }
 
 // Terminal reports whether the workflow has finished.

@@ -370,9 +370,15 @@ func TestCachedOutputFoundSecretWhereServedIsNotServedAgain(t *testing.T) {
 	rows := []struct {
 		name  string
 		runAs string // who changes the serving workflow's variables before the value is found secret
+		// the definition the serving workflow is upgraded to before the
+		// value is found secret
+		upgrade string
 	}{
 		{name: "found_secret"},
 		{name: "found_secret_after_it_runs_as_another", runAs: "bob@x"},
+		{name: "found_secret_after_an_upgrade_changed_its_key", upgrade: `{"name":"cached","version":2,"tasks":[
+		  {"name":"fetch","taskReferenceName":"fetch","inputParameters":{"k":"x"},"cacheConfig":{"key":"v2-${k}","ttlInSecond":600}},
+		  {"name":"after","taskReferenceName":"after"}]}`},
 	}
 	for _, r := range rows {
 		t.Run(r.name, func(t *testing.T) {
@@ -400,6 +406,11 @@ func TestCachedOutputFoundSecretWhereServedIsNotServedAgain(t *testing.T) {
 				}
 				if !slices.Contains(out.State.Principals(), r.runAs) {
 					t.Fatalf("wf-served runs as %v, want %s among them", out.State.Principals(), r.runAs)
+				}
+			}
+			if r.upgrade != "" {
+				if _, err := rig.b.Submit(ctx, "wf-served", engine.Upgrade{Def: mustDef(t, r.upgrade)}, Meta{}); err != nil {
+					t.Fatal(err)
 				}
 			}
 
