@@ -221,9 +221,17 @@ func (s *Server) checkStart(r *http.Request, req conductor.StartWorkflowRequest)
 	if missing = auth.LookupFault(req.Name, missing); missing != nil && !errors.Is(missing, fault.ErrNotFound) {
 		return executor.StartOptions{}, missing
 	}
+	// A start that found no definition runs nothing, so there is nothing
+	// to pin: the Authorizer reads the name's owner and tags itself. A
+	// version the name does not hold says nothing of them, and its owner
+	// is answered 404, not refused.
+	var described auth.Describer
+	if missing == nil {
+		described = describedBy(st)
+	}
 	reqs, err := auth.StartRequires(req, nil)
 	for i := 0; err == nil && i < len(reqs); i++ {
-		err = s.authorizeOn(r, reqs[i].Access, auth.Resource{Target: reqs[i].Target, Describer: describedBy(st)})
+		err = s.authorizeOn(r, reqs[i].Access, auth.Resource{Target: reqs[i].Target, Describer: described})
 	}
 	if err != nil {
 		return executor.StartOptions{}, err

@@ -191,3 +191,24 @@ func TestNamelessInlineStartIsDecidedUnderTheNameItRunsUnder(t *testing.T) {
 		t.Fatalf("start = %d %s, want 403", got.status, got.body)
 	}
 }
+
+// A start by name of a version its name does not hold is decided on the
+// name's owner and tags, and answers its owner 404, as Conductor does,
+// where it was decided as if the name were registered nowhere: its owner,
+// who holds no grant on it, was refused (403) a start of their own
+// workflow.
+func TestStartOfAMissingVersionIsDecidedOnItsName(t *testing.T) {
+	t.Parallel()
+	ctx := testutil.Context(t, time.Minute)
+	l, md := openMetadata(t)
+	if err := registerShared(ctx, md, pinUser, "users_step"); err != nil {
+		t.Fatal(err)
+	}
+	_, srv, _ := startingServer(t, ctx, l, md)
+	for _, version := range []string{"0", "2"} {
+		got := client{t, srv.URL, "user-token"}.do("POST", "/api/workflow/shared_flow?version="+version, "{}")
+		if got.status != http.StatusNotFound {
+			t.Errorf("start of version %s = %d %s, want 404", version, got.status, got.body)
+		}
+	}
+}
