@@ -198,6 +198,14 @@ func (s *Store) LookupStartable(ctx context.Context, name string, version *int) 
 		return Startable{}, err
 	}
 	st, found, err := s.startableIn(v, name, version)
+	if err == nil && found {
+		// Read in several reads of the live read model: a name that moved
+		// meanwhile may have answered one owner's definition with
+		// another's ownership. Its log is one state.
+		var moved bool
+		moved, err = s.movedSince(v, subject)
+		found = !moved
+	}
 	if err == nil && !found && registrable(name) {
 		if v, err = s.logView(ctx, subject); err == nil {
 			st, found, err = s.startableIn(v, name, version)

@@ -19,3 +19,10 @@ func (h hookedReads) Scan(prefix []byte, fn func(key, value []byte) bool) error 
 	h.before()
 	return h.kvReader.Scan(prefix, fn)
 }
+
+// HookLiveReads has before run ahead of each read s makes of the live
+// read model from now on: a test's concurrent change lands between the
+// reads of one answer.
+func (s *Store) HookLiveReads(before func()) {
+	s.reader = hookedReads{kvReader: s.reader, before: before}
+}

@@ -74,3 +74,43 @@ func TestLookupStartable(t *testing.T) {
 		}
 	}
 }
+
+// LookupStartable answers one state of the name also when the name moves
+// while the live read model is read: alice's definition deleted and
+// bob's registered after her ownership was read answers bob's definition
+// with bob, where it answered bob's as alice's, and her start, allowed as
+// its owner, ran it with bob as its author.
+func TestLookupStartableReadsOneStateOfAMovingName(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, nil, metadata.Options{})
+	c := ctx(t)
+	if err := n.md.RegisterWorkflowDef(c, wf(t, simpleWF("moving", 1, "alice's")), true, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	reads, moved := 0, false
+	n.md.HookLiveReads(func() {
+		// The lookup's third read: the name's sequence and owner were read,
+		// its tags and definition are not yet. The change's own reads come
+		// through here too, once it is made.
+		if reads++; reads != 3 {
+			return
+		}
+		if err := n.md.DeleteWorkflowDef(c, "moving", 1, "alice"); err != nil {
+			t.Error(err)
+		}
+		if err := n.md.RegisterWorkflowDef(c, wf(t, simpleWF("moving", 1, "bob's")), true, "bob"); err != nil {
+			t.Error(err)
+		}
+		moved = true
+	})
+	st, err := n.md.LookupStartable(c, "moving", nil)
+	if !moved {
+		t.Fatalf("startable = %+v, %v before the name moved", st, err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Owner+"'s" != st.Def.Description {
+		t.Fatalf("startable = %s's definition of %q, want one owner's definition with its owner", st.Owner, st.Def.Description)
+	}
+}

@@ -49,7 +49,7 @@ type Options struct {
 type Store struct {
 	log    *eventlog.Log
 	store  *projections.Store
-	reader projections.Reader
+	reader kvReader
 	waiter Waiter
 	opts   Options
 	logger *slog.Logger
@@ -109,6 +109,18 @@ func (s *Store) projectionView(subject string) (view, error) {
 		return view{}, err
 	}
 	return view{KV: s.reader, Seq: seq}, nil
+}
+
+// movedSince reports whether subject has moved in the read model since
+// view v of it was taken: what was read of the live read model after v's
+// sequence was read may then hold parts of several states. A view folded
+// from the log is one state.
+func (s *Store) movedSince(v view, subject string) (bool, error) {
+	if v.FromLog {
+		return false, nil
+	}
+	seq, err := subjectSeq(s.reader, subject)
+	return seq != v.Seq, err
 }
 
 // logView folds subject from the log, bypassing the read model. Records
