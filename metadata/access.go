@@ -39,7 +39,24 @@ func (s *Store) DefAccess(ctx context.Context, kind Kind, name string) (owner st
 	if err != nil {
 		return "", nil, err
 	}
-	return owner, conductorTags(stored), nil
+	// Owner and tags read apart from a name that moved meanwhile may be
+	// two owners': its log is one state.
+	subject := subjectOf(kind, name)
+	moved, err := s.movedSince(v, subject)
+	if err != nil {
+		return "", nil, err
+	}
+	if !moved {
+		return owner, conductorTags(stored), nil
+	}
+	if v, err = s.logView(ctx, subject); err != nil {
+		return "", nil, err
+	}
+	owner, tags, found, err := defAccessIn(v.KV, kind, name)
+	if err == nil && !found {
+		err = defNotFound(kind, name)
+	}
+	return owner, tags, err
 }
 
 // WorkflowOwner is the owner of workflow name as DefAccess reads it: a

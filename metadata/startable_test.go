@@ -114,3 +114,40 @@ func TestLookupStartableReadsOneStateOfAMovingName(t *testing.T) {
 		t.Fatalf("startable = %s's definition of %q, want one owner's definition with its owner", st.Owner, st.Def.Description)
 	}
 }
+
+// DefAccess answers one state of the name also when the name moves while
+// the live read model is read: alice's definition deleted and bob's
+// registered and tagged after her ownership was read answers bob with
+// his tags, where it answered bob's tags as alice's, and a decision for
+// alice counted her the owner of what they tag.
+func TestDefAccessReadsOneStateOfAMovingName(t *testing.T) {
+	t.Parallel()
+	for _, kind := range []metadata.Kind{metadata.KindWorkflow, metadata.KindTask} {
+		t.Run(string(kind), func(t *testing.T) {
+			t.Parallel()
+			n := newNode(t, nil, metadata.Options{})
+			register(t, n, kind, "moving", "alice", "alices")
+			reads, moved := 0, false
+			n.md.HookLiveReads(func() {
+				// The third read: the name's sequence and owner were read,
+				// its tags are not yet.
+				if reads++; reads != 3 {
+					return
+				}
+				remove(t, n, kind, "moving")
+				register(t, n, kind, "moving", "bob", "bobs")
+				moved = true
+			})
+			owner, tags, err := n.md.DefAccess(ctx(t), kind, "moving")
+			if !moved {
+				t.Fatalf("access = %s, %v, %v before the name moved", owner, tags, err)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := team(owner + "s"); !reflect.DeepEqual(tags, want) {
+				t.Fatalf("access = %s's, tagged %v; want one owner's with its tags", owner, tags)
+			}
+		})
+	}
+}
