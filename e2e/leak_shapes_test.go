@@ -81,7 +81,8 @@ func pieces(s string) []string {
 
 // The leak hunt over values shaped to stress redaction's forms: %XX
 // escapes, '+', a lone '%', base64's alphabet, JSON's special characters,
-// and '&', '#', '=' that cut a value written into a uri. Each goes into
+// '&', '#', '=' that cut a value written into a uri, and spaces around
+// it, which a header drops. Each goes into
 // HTTP tasks' path, query, header and body, to a server that echoes them
 // back parsed (a JSON answer) and quoted in an error page, and to a worker
 // that echoes it in JSON as .NET writes it (a quote as \u0022, '+' as
@@ -107,6 +108,7 @@ func TestLeakShapes(t *testing.T) {
 		"lone": "100%pure-" + alnum(12) + "%zz%",
 		"jsn":  `j"s\o<n>'/` + alnum(12),
 		"amp":  alnum(10) + "&" + alnum(10) + "=" + alnum(10) + "#" + alnum(10),
+		"sp":   " " + alnum(14) + " ", // Go sends it in a header trimmed, and the server echoes it so
 	}
 	data := "dat%2F" + alnum(8) + "+x/" + alnum(8) + "==" // a worker's _secrets value
 	byref := "ref+" + alnum(8) + "%2F/" + alnum(8) + "==" // a by-ref update's _secrets value
@@ -118,7 +120,7 @@ func TestLeakShapes(t *testing.T) {
 	fmtName := "f" + alnum(11)                 // a jq query's @format once the secret jqf is spliced into it
 	jqf := `p4ss" + @` + fmtName + ` + "`
 	labelled := map[string]string{"data": data, "byref": byref, "uni": uni, "uni-nfd": norm.NFD.String(uni), "quo": quo, "quo-name": name,
-		"esc": esc, "esc-name": escName, "jqf": jqf, "jqf-name": fmtName}
+		"esc": esc, "esc-name": escName, "jqf": jqf, "jqf-name": fmtName, "sp-trimmed": strings.TrimSpace(vals["sp"])}
 	for k, v := range vals {
 		labelled[k] = v
 	}
@@ -225,7 +227,7 @@ func TestLeakShapes(t *testing.T) {
 	e.must(http.StatusOK, "POST", "/api/tasks/"+id+"/w/IN_PROGRESS", map[string]any{"_secrets": map[string]any{"k": byref}})
 	e.must(http.StatusOK, "POST", "/api/tasks/"+id+"/w/COMPLETED", map[string]any{"plain": byref, "text": "is " + byref})
 	wf := e.waitStatus(id, conductor.WorkflowCompleted)
-	for _, ref := range []string{"h_pct", "h_plus", "h_jsn", "h_amp", "h_data"} {
+	for _, ref := range []string{"h_pct", "h_plus", "h_jsn", "h_amp", "h_sp", "h_data"} {
 		if tk := taskByRef(wf, ref); tk.Status != conductor.TaskCompleted {
 			t.Errorf("%s: %s %q, want it to have called the server", ref, tk.Status, tk.ReasonForIncompletion)
 		}

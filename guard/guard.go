@@ -152,7 +152,21 @@ func (m *memo) setPendingKey(id string, epoch int) {
 	m.pending, m.pendingEpoch = id, epoch
 }
 
+// add remembers v for redaction to look for, and v without the
+// whitespace around it when it has some: a value stored with its file's
+// newline or a pasted space reaches text without it (Go's net/http sends
+// an HTTP task's header value trimmed, and a server echoes it so; a
+// worker strips it before it uses or logs it), where a search for v finds
+// nothing. Each is public or not on its own: a definition may spell the
+// trimmed value.
 func (m *memo) add(v []byte) {
+	m.addValue(v)
+	if t := bytes.TrimSpace(v); len(t) < len(v) {
+		m.addValue(t)
+	}
+}
+
+func (m *memo) addValue(v []byte) {
 	if len(v) < masking.MinLength {
 		return
 	}

@@ -434,14 +434,7 @@ func TestSecretNumbersRedacted(t *testing.T) {
 		"big": "big 9182736455012346000", "short": int64(4321), "sum": "4321 + 1", "other": int64(918273645502)}
 	want := map[string]any{"result": "pin ***", "pin": masking.Mask, "asFloat": masking.Mask,
 		"big": "big ***", "short": int64(4321), "sum": "4321 + 1", "other": int64(918273645502)}
-	for _, tc := range []struct {
-		name   string
-		g      *Guard
-		before *engine.Workflow
-	}{
-		{"after the hand-off", live, w},
-		{"rebuilt from the log", New(Config{Secrets: src, Authz: allowAll{}}), recorded},
-	} {
+	for _, tc := range resolvedGuards(live, src, w, recorded) {
 		dec, err := tc.g.Protect(ctx, tc.before, engine.Decision{
 			Events: []schemas.Event{&schemas.TaskUpdated{TaskID: "t1", Status: "COMPLETED", Output: output, Time: 3}},
 		})
@@ -451,6 +444,27 @@ func TestSecretNumbersRedacted(t *testing.T) {
 		if got := dec.Events[0].(*schemas.TaskUpdated).Output; !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: output %v\nwant %v", tc.name, got, want)
 		}
+	}
+}
+
+// resolvedGuard is a guard that protects a task's result, and the state
+// before the result.
+type resolvedGuard struct {
+	name   string
+	g      *Guard
+	before *engine.Workflow
+}
+
+// resolvedGuards are the guards that protect the result of a task whose
+// secrets from src live resolved at its hand-off: live's, which knows the
+// values it resolved (w is the state it handed the task off in), and a
+// new one's, which finds them again from the log's record of the
+// resolution (recorded, the state after the task's start), as an engine
+// does after a restart or for a task another engine handed off.
+func resolvedGuards(live *Guard, src fakeSecrets, w, recorded *engine.Workflow) []resolvedGuard {
+	return []resolvedGuard{
+		{"after the hand-off", live, w},
+		{"rebuilt from the log", New(Config{Secrets: src, Authz: allowAll{}}), recorded},
 	}
 }
 
