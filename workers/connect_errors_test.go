@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,5 +100,26 @@ func TestConnectLogsAsyncErrors(t *testing.T) {
 				t.Fatal("the slow consumer was not logged")
 			}
 		})
+	}
+}
+
+// A connection that fails names the servers it was given without their
+// URLs' userinfo, a token or a password: the caller logs the error.
+func TestConnectErrorQuotesNoCredentials(t *testing.T) {
+	t.Parallel()
+	creds := userCreds(t)
+	for _, url := range []string{
+		"nats://tok3n-Zq9vLm2pT8@127.0.0.1:1",
+		"nats://svc:p4ssw0rd-Zq9vLm2pT8@127.0.0.1:1",
+		"nats://127.0.0.2:1,nats://tok3n-Zq9vLm2pT8@127.0.0.1:1",
+	} {
+		nc, err := workers.Connect(url, creds)
+		if err == nil {
+			nc.Close()
+			t.Fatalf("%s: connected, want it refused", url)
+		}
+		if msg := err.Error(); !errors.Is(err, nats.ErrNoServers) || !strings.Contains(msg, "127.0.0.1:1") || strings.Contains(msg, "Zq9vLm2pT8") {
+			t.Errorf("connecting failed with %q, want no servers, named without their credentials", err)
+		}
 	}
 }
