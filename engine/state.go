@@ -80,7 +80,8 @@ type Workflow struct {
 	// SealsSecrets is set once data was sealed under the workflow's secrets
 	// key (schemas.SecretsSealed); it stays set across restarts, except
 	// those of a compacted workflow, whose next seal takes a new key.
-	// Compacted is set once the key was destroyed.
+	// Compacted is set once the key was destroyed (a workflow with no key
+	// that masks a cached output is compacted too, for its purges).
 	SealsSecrets bool `msgpack:"sealsSecrets,omitempty"`
 	Compacted    bool `msgpack:"compacted,omitempty"`
 	// SecretsKey is the id of the secrets key, as SecretsSealed recorded
@@ -226,12 +227,18 @@ func (w *Workflow) Clone() *Workflow {
 }
 
 // AwaitsCompaction reports whether the workflow ended (or was removed)
-// holding data sealed under a secrets key that is not destroyed yet.
+// holding data sealed under a secrets key that is not destroyed yet, or
+// masking a cached output: the compaction, which is tried again until it
+// is recorded, is what purges it for good (UncacheOutput.Required), and a
+// workflow that found the output secret by _masked alone has no key.
 func (w *Workflow) AwaitsCompaction() bool {
+	if !w.Terminal() && !w.Removed || w.Compacted {
+		return false
+	}
 	// Holds finds data sealed under the secrets key in a workflow that
 	// ended before workflow.secrets_sealed existed, so that its key is
 	// destroyed all the same.
-	return (w.Terminal() || w.Removed) && !w.Compacted && (w.SealsSecrets || w.Holds(masking.KindSecrets))
+	return w.SealsSecrets || w.Holds(masking.KindSecrets) || len(uncache(w, w.MaskedPaths, true)) > 0
 }
 
 // Holds reports whether the workflow's data holds values sealed under its

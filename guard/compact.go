@@ -54,7 +54,9 @@ func (s Shredded) Shred(wfID, recorded string) { s.Keys.Destroyed(secretsKey(wfI
 // removed) at least Delay ago: first it appends workflow.compacted (which
 // the decider refuses unless the workflow is still terminal or removed, so
 // a restarted workflow keeps its key), then it erases the keys of the pass
-// in one batch. Whatever was
+// in one batch. A workflow with no key is compacted too when it masks a
+// cached output (engine.Workflow.AwaitsCompaction), for the purges its
+// compaction performs first. Whatever was
 // sealed under them — _secrets data in the log, in read models, in backups
 // — can never be decrypted again, even with the master key. Data under
 // _masked uses the other key and survives, so restarts still have it.

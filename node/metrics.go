@@ -61,7 +61,7 @@ func newLoadGauges(read func(context.Context) (executions.Gauges, error)) loadGa
 		timers: prometheus.NewDesc("flowvault_timers_pending",
 			"Durable timers (workflow and task timeouts, WAITs, retry and callback delays, system task leases) the engines' timer loops wait for, a workflow's deadlines at one time counted once."+cluster, nil, nil),
 		compaction: prometheus.NewDesc("flowvault_compaction_backlog_workflows",
-			"Ended workflows whose secrets key awaits its erasure (compaction), those within --compaction-delay included."+cluster, nil, nil),
+			"Ended workflows whose secrets key awaits its erasure, or whose cached outputs found secret await their purge (compaction), those within --compaction-delay included."+cluster, nil, nil),
 	}
 }
 

@@ -970,11 +970,13 @@ func (r *recentStates) drop(token string) { delete(r.m, token) }
 
 func (r *recentStates) clear() { clear(r.m) }
 
-// storeCompaction keeps the list of ended workflows whose secrets key has
-// not been destroyed yet, oldest end first, so that the compactor reads
-// only the entries that are due; removed workflows stay on it, since their
-// events stay in the log. Workflows that never sealed a secret have no such
-// key and are left out: compacting them would cost an append for nothing.
+// storeCompaction keeps the list of ended workflows not compacted yet
+// (engine.Workflow.AwaitsCompaction), oldest end first, so that the
+// compactor reads only the entries that are due; removed workflows stay on
+// it, since their events stay in the log. Workflows that never sealed a
+// secret have no secrets key and are left out, unless they mask a cached
+// output that their compaction purges: compacting the others would cost an
+// append for nothing.
 //
 // It also keeps which workflow each recorded secrets key belongs to, for
 // the compactor's sweep after a crash (see KeyHolder).
