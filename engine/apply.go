@@ -157,6 +157,13 @@ func apply(w *Workflow, ev schemas.Event, own fresh) (*Workflow, error) {
 		}
 		w.SealsSecrets, w.SecretsKey = true, e.Key
 	case *schemas.ValuesMasked:
+		if w.Compacted && !w.SealsSecrets {
+			// Compacted with no key, for the purges of the cached outputs
+			// it masked then: those this finding's decision performed may
+			// have failed, and only a compaction is tried until it is
+			// recorded (AwaitsCompaction).
+			w.Compacted = false
+		}
 		for _, p := range slices.Concat(e.Paths, e.Shred, prefixed(shredPrefix, e.Shred)) {
 			if !slices.Contains(w.MaskedPaths, p) {
 				w.MaskedPaths = append(slices.Clip(w.MaskedPaths), p)

@@ -81,7 +81,9 @@ type Workflow struct {
 	// key (schemas.SecretsSealed); it stays set across restarts, except
 	// those of a compacted workflow, whose next seal takes a new key.
 	// Compacted is set once the key was destroyed (a workflow with no key
-	// that masks a cached output is compacted too, for its purges).
+	// that masks a cached output is compacted too, for its purges, and a
+	// value found secret there since unsets it: see schemas.ValuesMasked
+	// in Apply).
 	SealsSecrets bool `msgpack:"sealsSecrets,omitempty"`
 	Compacted    bool `msgpack:"compacted,omitempty"`
 	// SecretsKey is the id of the secrets key, as SecretsSealed recorded

@@ -20,11 +20,14 @@ import (
 // as the child's own ValuesMasked, the values sealed under the child's key
 // of the same kind: a memo rebuilt from the child's state looks for them,
 // and the child's compaction destroys a _secrets one and replaces its
-// copies. A compacted child is left as it is: its secrets key, which a
-// _secrets value would go under, is destroyed.
+// copies. A compacted child whose secrets key was destroyed is left as it
+// is. One compacted with no key (only for the purges of the cached
+// outputs it masks) is not: what it records makes it await compaction
+// again (engine.Apply), and that compaction purges the cached outputs it
+// finds the values in.
 func (g *Guard) FindValues(ctx context.Context, w *engine.Workflow, found engine.ValuesFound) (engine.ValuesFound, error) {
 	found.Masked, found.Key = nil, nil
-	if w == nil || w.Compacted || w.Removed || found.From == "" || found.From == w.ID {
+	if w == nil || w.Compacted && w.SealsSecrets || w.Removed || found.From == "" || found.From == w.ID {
 		return found, nil
 	}
 	open := g.opener(ctx, &engine.Workflow{ID: found.From, SecretsKey: found.SecretsKey})

@@ -2,8 +2,12 @@ package guard
 
 import (
 	"bytes"
+	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/masking"
@@ -27,33 +31,7 @@ func TestChildToldOfALateValueMasksIt(t *testing.T) {
 	}{{masking.KeySecrets, true}, {masking.KeyMasked, false}} {
 		t.Run(tc.block, func(t *testing.T) {
 			parentID, kidID := "parent-"+tc.block, "kid-"+tc.block
-			parent := applyAll(t, nil,
-				&schemas.WorkflowStarted{WorkflowID: parentID, Name: "p", Version: 1,
-					Def: []byte(`{"name":"p","version":1,"tasks":[{"name":"a","taskReferenceName":"a"}]}`)},
-				&schemas.TaskScheduled{TaskID: "a1", Ref: "a", Name: "a", Type: "SIMPLE", Status: "SCHEDULED", Time: 1},
-				&schemas.TaskUpdated{TaskID: "a1", Status: "COMPLETED", Output: map[string]any{"tok": value}, Time: 2},
-				&schemas.TaskScheduled{TaskID: "c1", Ref: "c", Name: "c", Type: conductor.TaskTypeSubWorkflow, Status: "IN_PROGRESS",
-					Input: map[string]any{"v": value}, SubWorkflowID: kidID, Time: 3},
-				&schemas.TaskScheduled{TaskID: "b1", Ref: "b", Name: "b", Type: "SIMPLE", Status: "SCHEDULED", Time: 3})
-			dec, err := g.Protect(ctx, parent, engine.Decision{Events: []schemas.Event{
-				&schemas.TaskUpdated{TaskID: "b1", Status: "COMPLETED", Output: map[string]any{tc.block: map[string]any{"t": value}}, Time: 4}}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var look *engine.LookFor
-			for _, eff := range dec.Effects {
-				if l, ok := eff.(engine.LookFor); ok {
-					look = &l
-				}
-			}
-			if look == nil || look.WorkflowID != kidID || look.From != parentID || len(look.Sealed) == 0 {
-				t.Fatalf("the parent's effects %+v tell the child nothing", dec.Effects)
-			}
-			for _, ref := range look.Sealed {
-				if bytes.Contains(ref.Sealed, []byte(value)) || strings.Contains(ref.Name, value) {
-					t.Fatalf("the message to the child holds the value: %+v", ref)
-				}
-			}
+			look := tellChild(ctx, t, g, parentID, kidID, tc.block, value)
 
 			kid := applyAll(t, nil,
 				&schemas.WorkflowStarted{WorkflowID: kidID, Name: "k", Version: 1, ParentWorkflowID: parentID, Input: map[string]any{"v": value},
@@ -81,7 +59,7 @@ func TestChildToldOfALateValueMasksIt(t *testing.T) {
 			if len(vm.Sealed) != 1 || vm.Sealed[0].Kind != tc.block || bytes.Contains(vm.Sealed[0].Sealed, []byte(value)) {
 				t.Fatalf("sealed %+v", vm.Sealed)
 			}
-			dec, err = g.Protect(ctx, kid, engine.Decision{Events: []schemas.Event{vm}})
+			dec, err := g.Protect(ctx, kid, engine.Decision{Events: []schemas.Event{vm}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -123,6 +101,102 @@ func TestChildToldOfALateValueMasksIt(t *testing.T) {
 			if kept == tc.shred {
 				t.Errorf("after compaction the child's state holds input %v, output %v, task output %v",
 					compacted.Input, compacted.Output, compacted.TaskByID("e1").Output)
+			}
+		})
+	}
+}
+
+// tellChild has parent parentID find value secret by passing it into a
+// block (_secrets or _masked) after its SUB_WORKFLOW handed it to child
+// kidID, and returns the message that tells the child (LookFor), checked
+// to carry the value sealed, never in plain text.
+func tellChild(ctx context.Context, t *testing.T, g *Guard, parentID, kidID, block, value string) engine.LookFor {
+	t.Helper()
+	parent := applyAll(t, nil,
+		&schemas.WorkflowStarted{WorkflowID: parentID, Name: "p", Version: 1,
+			Def: []byte(`{"name":"p","version":1,"tasks":[{"name":"a","taskReferenceName":"a"}]}`)},
+		&schemas.TaskScheduled{TaskID: "a1", Ref: "a", Name: "a", Type: "SIMPLE", Status: "SCHEDULED", Time: 1},
+		&schemas.TaskUpdated{TaskID: "a1", Status: "COMPLETED", Output: map[string]any{"tok": value}, Time: 2},
+		&schemas.TaskScheduled{TaskID: "c1", Ref: "c", Name: "c", Type: conductor.TaskTypeSubWorkflow, Status: "IN_PROGRESS",
+			Input: map[string]any{"v": value}, SubWorkflowID: kidID, Time: 3},
+		&schemas.TaskScheduled{TaskID: "b1", Ref: "b", Name: "b", Type: "SIMPLE", Status: "SCHEDULED", Time: 3})
+	dec, err := g.Protect(ctx, parent, engine.Decision{Events: []schemas.Event{
+		&schemas.TaskUpdated{TaskID: "b1", Status: "COMPLETED", Output: map[string]any{block: map[string]any{"t": value}}, Time: 4}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var look *engine.LookFor
+	for _, eff := range dec.Effects {
+		if l, ok := eff.(engine.LookFor); ok {
+			look = &l
+		}
+	}
+	if look == nil || look.WorkflowID != kidID || look.From != parentID || len(look.Sealed) == 0 {
+		t.Fatalf("the parent's effects %+v tell the child nothing", dec.Effects)
+	}
+	for _, ref := range look.Sealed {
+		if bytes.Contains(ref.Sealed, []byte(value)) || strings.Contains(ref.Name, value) {
+			t.Fatalf("the message to the child holds the value: %+v", ref)
+		}
+	}
+	return *look
+}
+
+// A child compacted with no secrets key (only for the purges of the
+// cached outputs it masks) still masks a value its parent finds secret
+// later, and awaits compaction again, whose purges take out the output of
+// its cached task that holds the value: that masking decision is recorded
+// after a compaction, and nothing but another would purge what it finds.
+// A child whose secrets key was destroyed is left as it is.
+func TestCompactedChildWithoutKeyMasksALateValueAndIsCompactedAgain(t *testing.T) {
+	ctx, keys := openKeys(t)
+	const value = "late-value-for-a-compacted-child-5521"
+	g := New(Config{Keys: keys})
+	for _, keyed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("keyed_%t", keyed), func(t *testing.T) {
+			parentID, kidID := fmt.Sprintf("parent-%t", keyed), fmt.Sprintf("kid-%t", keyed)
+			look := tellChild(ctx, t, g, parentID, kidID, masking.KeyMasked, value)
+			events := []schemas.Event{
+				&schemas.WorkflowStarted{WorkflowID: kidID, Name: "k", Version: 1, ParentWorkflowID: parentID,
+					Def: []byte(`{"name":"k","version":1,"tasks":[{"name":"e","taskReferenceName":"e","inputParameters":{"k":"x"},"cacheConfig":{"key":"${k}","ttlInSecond":600}}]}`)},
+				&schemas.TaskScheduled{TaskID: "e1", Ref: "e", Name: "e", Type: "SIMPLE", Status: "SCHEDULED", Input: map[string]any{"k": "x"}, Time: 1},
+				&schemas.TaskUpdated{TaskID: "e1", Status: "COMPLETED", Output: map[string]any{"v": value}, Time: 2},
+				&schemas.WorkflowStatusChanged{Status: conductor.WorkflowCompleted, Time: 3},
+			}
+			if keyed {
+				events = append(events, &schemas.SecretsSealed{})
+			}
+			kid := applyAll(t, nil, append(events, &schemas.WorkflowCompacted{Time: 4})...)
+			found, err := g.FindValues(ctx, kid, engine.ValuesFound{From: look.From, SecretsKey: look.SecretsKey, Sealed: look.Sealed})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if keyed {
+				if found.Masked != nil {
+					t.Errorf("the child whose key was destroyed records %+v, want nothing", found.Masked)
+				}
+				return
+			}
+			if found.Masked == nil || !slices.Contains(found.Masked.Paths, "task/e1/output.v") {
+				t.Fatalf("the compacted child records %+v, want its task's output masked", found.Masked)
+			}
+			dec, err := engine.Decide(engine.Input{State: kid, Trigger: found, Now: time.UnixMilli(5)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			kid = applyAll(t, kid, dec.Events...)
+			if kid.Compacted || !kid.AwaitsCompaction() {
+				t.Fatalf("after the finding: compacted %t, awaits compaction %t; want it to await another", kid.Compacted, kid.AwaitsCompaction())
+			}
+			dec, err = engine.Decide(engine.Input{State: kid, Trigger: engine.Compact{}, Now: time.UnixMilli(6)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.ContainsFunc(dec.Effects, func(eff engine.Effect) bool {
+				u, ok := eff.(engine.UncacheOutput)
+				return ok && u.Required
+			}) {
+				t.Errorf("the compaction's effects %+v purge nothing; want the purge of e's cached output, required", dec.Effects)
 			}
 		})
 	}
