@@ -391,7 +391,7 @@ func (d *decision) handle(t Trigger) error {
 	case ChildFinished:
 		d.childFinished(t)
 	case ChildReopened:
-		d.childReopened(t)
+		return d.childReopened(t)
 	case ChildExisting:
 		d.childExisting(t)
 	case ValuesFound:

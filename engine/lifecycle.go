@@ -502,17 +502,28 @@ func (d *decision) reopened(upTo string, reset int64) {
 // that went through the child reruns from that task. The child of an
 // instance retried since is waited for by a new instance of the task
 // (see replacedBy).
-func (d *decision) childReopened(c ChildReopened) {
+func (d *decision) childReopened(c ChildReopened) error {
 	t := d.reopens(c)
 	if t == nil {
 		d.reopenedThrough(c)
-		return
+		return nil
+	}
+	if c.RerunUpTo != "" {
+		// The rerun below checked this on the state it was given
+		// (refuseUnwaited), but this one may have changed since (a
+		// compaction that shreds a value of a dynamic fork's input found
+		// secret meanwhile), and recovery tells it again later. Refused
+		// before anything is recorded: it runs as no one more for a rerun
+		// it does not make. A conflict, as the news of a child is one
+		// its parent does not take.
+		if err := d.canRerunFrom(t, false); err != nil {
+			return fault.Conflict("workflow %s does not rerun from task %s (%s) for its sub-workflow %s run again: %v",
+				d.w.ID, t.Ref, t.ID, c.ChildID, err)
+		}
+		d.runAs(c.RunsAs...)
+		return d.rerunFrom(conductor.RerunWorkflowRequest{ReRunFromTaskID: t.ID}, c.ChildID, c.RerunUpTo)
 	}
 	d.runAs(c.RunsAs...)
-	if c.RerunUpTo != "" {
-		_ = d.rerunFrom(conductor.RerunWorkflowRequest{ReRunFromTaskID: t.ID}, c.ChildID, c.RerunUpTo)
-		return
-	}
 	// Keeps no failed task nor failed task names: Conductor clears the
 	// parents' of a workflow run again (updateAndPushParents), running
 	// ones' too (a permissive task's child, a retry's names kept).
@@ -543,6 +554,7 @@ func (d *decision) childReopened(c ChildReopened) {
 	// passes on the child's time: its own last reset may be older than
 	// its parent's end.
 	d.reopened("", max(d.w.ResetTime, c.ResetTime))
+	return nil
 }
 
 // reopenedThrough acts on news of a child running again (c) that the

@@ -16,7 +16,10 @@ import (
 // would be: the fork's stored input no longer names what it forked (a
 // value equal to a resolved secret redacted). Decided, the child ran
 // again under a parent that took the news, reran nothing and stayed
-// FAILED, its child RUNNING.
+// FAILED, its child RUNNING. A fork's input that changes once the rerun
+// is decided (a compaction shredding a value of it found secret) has the
+// parent refuse the child's news as a conflict, recording nothing, where
+// it took the news and discarded the refusal.
 func TestRerunThroughAForkedChild(t *testing.T) {
 	t.Parallel()
 	const kidDef = `{"name":"kid","version":1,"tasks":[{"name":"k","taskReferenceName":"k"}]}`
@@ -25,11 +28,12 @@ func TestRerunThroughAForkedChild(t *testing.T) {
 			"subWorkflowParam": map[string]any{"name": "kid", "version": 1}}}
 	}
 	for _, tc := range []struct {
-		name     string
-		redacted bool
+		name                    string
+		redacted, redactedAfter bool
 	}{
-		{"the fork's input as it ran", false},
-		{"the fork's input redacted", true},
+		{"the fork's input as it ran", false, false},
+		{"the fork's input redacted", true, false},
+		{"the fork's input redacted once the rerun is decided", false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -63,6 +67,14 @@ func TestRerunThroughAForkedChild(t *testing.T) {
 			reopen := effectsOf[engine.ReopenParent](d)
 			if len(reopen) != 1 {
 				t.Fatalf("reopen effects %+v", reopen)
+			}
+			if tc.redactedAfter {
+				p.storedAs("fork", func(f *engine.Task) { f.Input = map[string]any{"tasks": forked("***")} })
+				if d, err := p.try(reopen[0].Child); !errors.Is(err, fault.ErrConflict) || len(d.Events) > 0 {
+					t.Fatalf("the parent told of the child's rerun: %v, %d events recorded; want a conflict, nothing recorded", err, len(d.Events))
+				}
+				p.wantStatus(conductor.WorkflowFailed)
+				return
 			}
 			p.decide(reopen[0].Child)
 			p.wantStatus(conductor.WorkflowRunning)
