@@ -13,7 +13,6 @@ import (
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/metadata"
 	"github.com/flowvault/flowvault/natsauth"
-	"github.com/flowvault/flowvault/scheduler"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -318,28 +317,26 @@ func (d definitionTargets) TargetsTagged(ctx context.Context, targetType, tag st
 }
 
 // scheduleTargets tells the Authorizer the tags and owners of schedules.
-type scheduleTargets struct{ schedules *scheduler.Store }
+type scheduleTargets struct{ schedules scheduleSource }
 
-func (s scheduleTargets) TagsOf(ctx context.Context, t auth.Target) ([]string, error) {
-	def, err := s.schedules.Get(ctx, t.ID)
-	if errors.Is(err, fault.ErrNotFound) || errors.Is(err, fault.ErrInvalid) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return auth.TagNames(def.Tags), nil
+// scheduleSource is what scheduleTargets reads of the schedules; a
+// *scheduler.Store serves it.
+type scheduleSource interface {
+	Access(ctx context.Context, name string) (creator string, tags []conductor.Tag, err error)
+	List(ctx context.Context, workflowName string) ([]*conductor.WorkflowSchedule, error)
 }
 
-func (s scheduleTargets) CreatorOf(ctx context.Context, t auth.Target) (string, error) {
-	def, err := s.schedules.Get(ctx, t.ID)
-	if errors.Is(err, fault.ErrNotFound) || errors.Is(err, fault.ErrInvalid) {
-		return "", nil
-	}
-	if err != nil {
-		return "", err
-	}
-	return def.CreatedBy, nil
+// Describe implements auth.Describer: a schedule's owner and tags come
+// from one read of its record, one state of it.
+func (s scheduleTargets) Describe(ctx context.Context, t auth.Target) (tags []string, creator string, err error) {
+	return described(s.schedules.Access(ctx, t.ID))
+}
+
+// TagsOf implements auth.TagSource, which the grant listings' TagIndex
+// needs; access decisions ask Describe.
+func (s scheduleTargets) TagsOf(ctx context.Context, t auth.Target) ([]string, error) {
+	tags, _, err := s.Describe(ctx, t)
+	return tags, err
 }
 
 // TargetsTagged lists the schedules that carry tag.

@@ -27,15 +27,19 @@ func (m accessMeanwhile) read() {
 	}
 }
 
+// after counts a read of a creator and tags, and answers it.
+func (m accessMeanwhile) after(creator string, tags []conductor.Tag, err error) (string, []conductor.Tag, error) {
+	m.read()
+	return creator, tags, err
+}
+
 type secretAccessMeanwhile struct {
 	api.SecretStore
 	accessMeanwhile
 }
 
 func (s secretAccessMeanwhile) Access(ctx context.Context, name string) (string, []conductor.Tag, error) {
-	creator, tags, err := s.SecretStore.Access(ctx, name)
-	s.read()
-	return creator, tags, err
+	return s.after(s.SecretStore.Access(ctx, name))
 }
 
 type envAccessMeanwhile struct {
@@ -44,9 +48,36 @@ type envAccessMeanwhile struct {
 }
 
 func (e envAccessMeanwhile) Access(ctx context.Context, name string) (string, []conductor.Tag, error) {
-	creator, tags, err := e.EnvStore.Access(ctx, name)
-	e.read()
-	return creator, tags, err
+	return e.after(e.EnvStore.Access(ctx, name))
+}
+
+// decidedOnce is a decision a principal's READ of a target should get,
+// on the state the target's source read first.
+type decidedOnce struct {
+	who     string
+	allowed bool
+	reason  string
+}
+
+// check asks READ on target for d.who, of role USER, with src registered
+// for its type and carol holding READ on what carries team:a, and checks
+// the decision and that it read the target's creator and tags once.
+func (d decidedOnce) check(ctx context.Context, t *testing.T, src any, target auth.Target, m accessMeanwhile) {
+	t.Helper()
+	authz := auth.NewAuthorizer(fakeGrants{{
+		Subject: auth.Subject{Type: auth.SubjectUser, ID: "carol"},
+		Target:  auth.Target{Type: auth.TargetTag, ID: "team:a"},
+		Access:  []auth.Access{auth.Read},
+	}})
+	authz.Register(target.Type, src)
+	p := auth.Principal{ID: d.who, Roles: []string{auth.RoleUser}}
+	got := authz.Check(ctx, p, auth.Read, auth.Resource{Target: target})
+	if got.Err != nil || got.Allowed != d.allowed || got.Reason != d.reason {
+		t.Errorf("%s reads %s: allowed=%v (%s, err %v), want %v (%s)", d.who, target, got.Allowed, got.Reason, got.Err, d.allowed, d.reason)
+	}
+	if *m.reads != 1 {
+		t.Errorf("the decision read %s's creator and tags %d times, want once", target, *m.reads)
+	}
 }
 
 // A decision on a secret or environment value reads its creator and tags
@@ -87,11 +118,7 @@ func TestSecretDescribeReadsOnce(t *testing.T) {
 		},
 	}}
 	for _, k := range kinds {
-		for _, tc := range []struct {
-			who    string
-			want   bool
-			reason string
-		}{
+		for _, tc := range []decidedOnce{
 			{"carol", true, "tag team:a granted to USER:carol"},
 			{"bob", false, "no grant of READ on " + k.targetType + ":db"},
 		} {
@@ -112,21 +139,8 @@ func TestSecretDescribeReadsOnce(t *testing.T) {
 						t.Errorf("the change made meanwhile: %v", err)
 					}
 				}}
-				authz := auth.NewAuthorizer(fakeGrants{{
-					Subject: auth.Subject{Type: auth.SubjectUser, ID: "carol"},
-					Target:  auth.Target{Type: auth.TargetTag, ID: "team:a"},
-					Access:  []auth.Access{auth.Read},
-				}})
-				authz.Register(k.targetType, secretTargets{secretAccessMeanwhile{api.SecretStore{Store: s}, meanwhile},
-					envAccessMeanwhile{api.EnvStore{Env: env}, meanwhile}})
-				p := auth.Principal{ID: tc.who, Roles: []string{auth.RoleUser}}
-				d := authz.Check(ctx, p, auth.Read, auth.Resource{Target: auth.Target{Type: k.targetType, ID: "db"}})
-				if d.Err != nil || d.Allowed != tc.want || d.Reason != tc.reason {
-					t.Errorf("%s reads db: allowed=%v (%s, err %v), want %v (%s)", tc.who, d.Allowed, d.Reason, d.Err, tc.want, tc.reason)
-				}
-				if reads != 1 {
-					t.Errorf("the decision read db's creator and tags %d times, want once", reads)
-				}
+				tc.check(ctx, t, secretTargets{secretAccessMeanwhile{api.SecretStore{Store: s}, meanwhile},
+					envAccessMeanwhile{api.EnvStore{Env: env}, meanwhile}}, auth.Target{Type: k.targetType, ID: "db"}, meanwhile)
 			})
 		}
 	}

@@ -232,6 +232,28 @@ func tagsEvent(tags []conductor.Tag, now int64, by string) *schemas.ScheduleTags
 
 // Get returns a schedule.
 func (s *Store) Get(_ context.Context, name string) (*conductor.WorkflowSchedule, error) {
+	st, err := s.stored(name)
+	if err != nil {
+		return nil, err
+	}
+	return shown(st.Def), nil
+}
+
+// Access returns the creator and tags of schedule name, what access to it
+// follows of it besides grants, from one read of its record: read apart,
+// a schedule deleted and created again by someone else between the reads
+// would lend the former life's tags to the new life's creator.
+func (s *Store) Access(_ context.Context, name string) (creator string, tags []conductor.Tag, err error) {
+	st, err := s.stored(name)
+	if err != nil {
+		return "", nil, err
+	}
+	return st.Def.CreatedBy, st.Def.Tags, nil
+}
+
+// stored reads schedule name from the read model (fault.ErrNotFound: it
+// has none, or one deleted).
+func (s *Store) stored(name string) (*State, error) {
 	st, err := loadState(s.reader, eventlog.Token(name))
 	if err != nil {
 		return nil, err
@@ -239,7 +261,7 @@ func (s *Store) Get(_ context.Context, name string) (*conductor.WorkflowSchedule
 	if !exists(st) {
 		return nil, fault.NotFound("schedule %s not found", name)
 	}
-	return shown(st.Def), nil
+	return st, nil
 }
 
 // shown is what the read paths show of a schedule: a copy whose input
