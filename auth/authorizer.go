@@ -18,10 +18,10 @@ type GrantSource interface {
 	GrantsTo(ctx context.Context, s Subject, targetType string) ([]Grant, error)
 }
 
-// TagSource returns the tags ("key:value") a target carries. The store of
-// each kind of resource implements it (metadata for definitions, secrets
-// for secrets, the scheduler for schedules, auth for applications) and is
-// registered with Authorizer.Register for its target types.
+// TagSource returns the tags ("key:value") a target carries. The node
+// registers one with Authorizer.Register for each kind of resource
+// (definitions, secrets and environment values, schedules, applications),
+// reading that kind's store.
 type TagSource interface {
 	TagsOf(ctx context.Context, t Target) ([]string, error)
 }

@@ -147,7 +147,7 @@ func TestStoreAndRebuild(t *testing.T) {
 
 	// The authorizer over the store: group grant, tag grant, creator.
 	az := auth.NewAuthorizer(s)
-	az.Register(auth.TargetApplication, s)
+	az.Register(auth.TargetApplication, appsDescribed{s})
 	eve := must[auth.Principal](t)(s.Principal(ctx, "eve@x"))
 	appRes := auth.Resource{Target: auth.Target{Type: auth.TargetApplication, ID: app.ID}}
 	if d := az.Check(ctx, eve, auth.Read, appRes); !d.Allowed || d.Tag != "team:pay" {
@@ -369,4 +369,13 @@ func TestBootstrapKeepsTheKeyBeforeItIsRecorded(t *testing.T) {
 	if _, err := c.auth.VerifyAccessKey(ctx, kept.ID, kept.Secret); err == nil {
 		t.Fatal("the key kept by the engine whose bootstrap lost opens the bootstrap application")
 	}
+}
+
+// appsDescribed describes applications as the node's source does: their
+// creator and tags from one read of the store.
+type appsDescribed struct{ s *auth.Store }
+
+func (a appsDescribed) Describe(ctx context.Context, t auth.Target) ([]string, string, error) {
+	app, err := a.s.GetApplication(ctx, t.ID)
+	return auth.TagNames(app.Tags), app.CreatedBy, err
 }

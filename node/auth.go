@@ -41,7 +41,7 @@ func (n *Node) startAuth(ctx, runCtx context.Context, freshData bool) (*authPart
 	}
 	p := &authParts{store: auth.NewStore(n.log, n.store, runner, n.logger)}
 	p.authorizer = auth.NewAuthorizer(p.store)
-	p.authorizer.Register(auth.TargetApplication, p.store)
+	p.authorizer.Register(auth.TargetApplication, appTargets{p.store})
 	secret, err := auth.FileTokenKey{Path: filepath.Join(n.cfg.DataDir, TokenKeyFile)}.TokenSecret()
 	if err != nil {
 		return nil, err

@@ -345,13 +345,56 @@ func (s scheduleTargets) TargetsTagged(ctx context.Context, targetType, tag stri
 	if err != nil {
 		return nil, err
 	}
+	return taggedTargets(defs, targetType, tag, func(def *conductor.WorkflowSchedule) (string, []conductor.Tag) {
+		return def.Name, def.Tags
+	}), nil
+}
+
+// taggedTargets lists as targets of targetType those of items (read by
+// of) that carry tag.
+func taggedTargets[T any](items []T, targetType, tag string, of func(T) (id string, tags []conductor.Tag)) []auth.Target {
 	var out []auth.Target
-	for _, def := range defs {
-		if slices.Contains(auth.TagNames(def.Tags), tag) {
-			out = append(out, auth.Target{Type: targetType, ID: def.Name})
+	for _, item := range items {
+		if id, tags := of(item); slices.Contains(auth.TagNames(tags), tag) {
+			out = append(out, auth.Target{Type: targetType, ID: id})
 		}
 	}
-	return out, nil
+	return out
+}
+
+// appTargets tells the Authorizer the tags and creators of applications.
+type appTargets struct{ apps appSource }
+
+// appSource is what appTargets reads of the applications; an *auth.Store
+// serves it.
+type appSource interface {
+	GetApplication(ctx context.Context, id string) (auth.Application, error)
+	ListApplications(ctx context.Context) ([]auth.Application, error)
+}
+
+// Describe implements auth.Describer: an application's creator and tags
+// come from one read of its record, one state of it.
+func (a appTargets) Describe(ctx context.Context, t auth.Target) (tags []string, creator string, err error) {
+	app, err := a.apps.GetApplication(ctx, t.ID)
+	return described(app.CreatedBy, app.Tags, err)
+}
+
+// TagsOf implements auth.TagSource, which the grant listings' TagIndex
+// needs; access decisions ask Describe.
+func (a appTargets) TagsOf(ctx context.Context, t auth.Target) ([]string, error) {
+	tags, _, err := a.Describe(ctx, t)
+	return tags, err
+}
+
+// TargetsTagged lists the applications that carry tag.
+func (a appTargets) TargetsTagged(ctx context.Context, targetType, tag string) ([]auth.Target, error) {
+	apps, err := a.apps.ListApplications(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return taggedTargets(apps, targetType, tag, func(app auth.Application) (string, []conductor.Tag) {
+		return app.ID, app.Tags
+	}), nil
 }
 
 // mayHandTasks asks of an inline definition that owner starts without a
