@@ -251,12 +251,18 @@ func (s *Server) routeScheduler() {
 }
 
 // readableSchedules returns those of list the caller may read (and keep
-// accepts, when given), so a list never shows a hidden schedule. A list
-// whose masking cannot be decided (maskRequest) is not shown at all.
+// accepts, when given), so a list never shows a hidden schedule. Each is
+// decided on its owner and tags in list, the state shown, not on what
+// holds its name when the check reads it: one deleted and saved again by
+// someone else meanwhile would show the former one to the new one's
+// owner. A list whose masking cannot be decided (maskRequest) is not
+// shown at all.
 func (s *Server) readableSchedules(r *http.Request, list []*conductor.WorkflowSchedule, keep func(*conductor.WorkflowSchedule) bool) ([]*conductor.WorkflowSchedule, error) {
 	out := make([]*conductor.WorkflowSchedule, 0, len(list))
 	for _, def := range list {
-		if (keep == nil || keep(def)) && s.may(r, auth.Read, auth.Target{Type: auth.TargetWorkflowSchedule, ID: def.Name}) {
+		listed := auth.Resource{Target: auth.Target{Type: auth.TargetWorkflowSchedule, ID: def.Name},
+			Describer: auth.Described{Tags: auth.TagNames(def.Tags), Creator: def.CreatedBy}}
+		if (keep == nil || keep(def)) && s.authorizeOn(r, auth.Read, listed) == nil {
 			var err error
 			if def.StartWorkflowRequest, err = s.maskRequest(r.Context(), def.StartWorkflowRequest); err != nil {
 				return nil, err
