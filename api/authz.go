@@ -205,17 +205,17 @@ func (s *Server) mayStart(r *http.Request, req conductor.StartWorkflowRequest) e
 
 // checkStart reports (nil) whether the caller may start req, and returns
 // the options that pin the start to what it decided on. A start by name
-// runs the registered definition decided on (StartOptions.Def): the owner
+// runs the registered definition decided on (executor.Pin.Def): the owner
 // and tags the decision reads are read with it (metadata.Startable), not
 // a definition that someone else registered under the name meanwhile. A
 // start by name of a workflow not registered fails, not found, once
 // allowed. An inline definition's start is refused if its name's state
-// moved since (StartOptions.Checked). Without Definitions the start looks
+// moved since (executor.Pin.Checked). Without Definitions the start looks
 // the name up.
 func (s *Server) checkStart(r *http.Request, req conductor.StartWorkflowRequest) (executor.StartOptions, error) {
 	if req.WorkflowDef != nil || s.deps.Definitions == nil {
 		checked, err := s.mayStartInline(r, req)
-		return executor.StartOptions{Checked: checked}, err
+		return executor.StartOptions{Pin: executor.Pin{Checked: checked}}, err
 	}
 	st, missing := s.deps.Definitions.LookupStartable(r.Context(), req.Name, req.Version)
 	if missing = auth.LookupFault(req.Name, missing); missing != nil && !errors.Is(missing, fault.ErrNotFound) {
@@ -236,48 +236,73 @@ func (s *Server) checkStart(r *http.Request, req conductor.StartWorkflowRequest)
 	if err != nil {
 		return executor.StartOptions{}, err
 	}
-	return executor.StartOptions{Def: st.Def}, missing
+	return executor.StartOptions{Pin: executor.Pin{Def: st.Def}}, missing
 }
 
 // mayStartInline reports (nil) whether the caller may start req, which
 // sends its definition inline (or, without Definitions, names it), and
-// returns the state of the inline definition's name it decided on: CREATE
-// of a name registered nowhere, or UPDATE of its owner's definition too,
-// decided on the owner and tags read with whether it is registered.
+// returns the state of the inline definition's name it decided on
+// (InlineStartRequires).
 func (s *Server) mayStartInline(r *http.Request, req conductor.StartWorkflowRequest) (*executor.NameState, error) {
-	var lookup func(name string) error
-	var checked *executor.NameState
-	var described auth.Described
-	if s.deps.Definitions != nil && req.WorkflowDef != nil {
-		checked = &executor.NameState{}
-		lookup = func(name string) error {
-			st, err := s.deps.Definitions.LookupStartable(r.Context(), name, nil)
-			if err == nil {
-				*checked = executor.NameState{Registered: true, Owner: st.Owner}
-				described = describedBy(st)
-			}
-			return err
-		}
-	}
 	if req.WorkflowDef != nil {
 		if err := s.mayHandTasksTo(r, req.WorkflowDef); err != nil {
 			return nil, err
 		}
 	}
-	reqs, err := auth.StartRequires(req, lookup)
+	if req.WorkflowDef == nil || s.deps.Definitions == nil {
+		reqs, err := auth.StartRequires(req, nil)
+		if err != nil {
+			return nil, err
+		}
+		return nil, s.authorizeAll(r, reqs)
+	}
+	reqs, checked, err := InlineStartRequires(r.Context(), s.deps.Definitions, req)
+	for i := 0; err == nil && i < len(reqs); i++ {
+		err = s.authorizeOn(r, reqs[i].Access, reqs[i].Resource)
+	}
 	if err != nil {
 		return nil, err
 	}
-	for _, q := range reqs {
-		res := auth.Resource{Target: q.Target}
-		if checked != nil && q.Target == (auth.Target{Type: auth.TargetWorkflowDef, ID: auth.InlineName(req)}) {
-			res.Describer = described
+	return checked, nil
+}
+
+// Required is access asked on a resource.
+type Required struct {
+	Access   auth.Access
+	Resource auth.Resource
+}
+
+// InlineStartRequires is what a start of req's inline definition asks
+// (auth.StartRequires), decided on one read of the name it runs under:
+// CREATE of a name registered nowhere, UPDATE too of its owner's
+// definition, on the owner and tags read with whether it is registered.
+// It returns the state of the name read too, which the start holds to
+// (executor.Pin.Checked): a name registered, or passed to another owner,
+// since would have the execution as the newcomer's. The API and the
+// node's starts (a schedule's, a SUB_WORKFLOW's, an event handler's) ask
+// it alike.
+func InlineStartRequires(ctx context.Context, defs DefinitionLookup, req conductor.StartWorkflowRequest) ([]Required, *executor.NameState, error) {
+	checked := &executor.NameState{}
+	var described auth.Described
+	reqs, err := auth.StartRequires(req, func(name string) error {
+		st, err := defs.LookupStartable(ctx, name, nil)
+		if err == nil {
+			*checked = executor.NameState{Registered: true, Owner: st.Owner}
+			described = describedBy(st)
 		}
-		if err := s.authorizeOn(r, q.Access, res); err != nil {
-			return nil, err
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]Required, len(reqs))
+	for i, q := range reqs {
+		out[i] = Required{Access: q.Access, Resource: auth.Resource{Target: q.Target}}
+		if q.Target == (auth.Target{Type: auth.TargetWorkflowDef, ID: auth.InlineName(req)}) {
+			out[i].Resource.Describer = described
 		}
 	}
-	return checked, nil
+	return out, checked, nil
 }
 
 // describedBy is the owner and tags of a startable definition's name, as

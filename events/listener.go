@@ -49,11 +49,11 @@ type Engine interface {
 type Authorizer interface {
 	// MayStart is asked before a start_workflow action, of every
 	// principal the action acts for, decided on one state of the
-	// definition. It returns the registered definition decided on, which
-	// the action starts (executor.StartOptions.Def): the name deleted and
-	// registered again by someone else meanwhile would run theirs (nil:
-	// the start looks the name up).
-	MayStart(ctx context.Context, principals []string, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error)
+	// definition. It returns what it decided on, which the action's
+	// start holds to (executor.StartCheck): the name deleted and
+	// registered again by someone else meanwhile would run theirs, or an
+	// inline definition as theirs.
+	MayStart(ctx context.Context, principals []string, req conductor.StartWorkflowRequest) (executor.Pin, error)
 	// MayExecute is asked before an action on a running workflow.
 	MayExecute(ctx context.Context, principal string, wf *engine.Workflow) error
 }
@@ -535,20 +535,22 @@ func (l *Listener) act(ctx context.Context, h *conductor.EventHandler, i int, ac
 		req.CreatedBy = ""
 		var added []string
 		req.Input, added = eventMarked(req.Input, h.Event, msgID)
-		def, err := l.cfg.Authz.MayStart(ctx, as, req)
+		pin, err := l.cfg.Authz.MayStart(ctx, as, req)
 		if err != nil {
 			return err
 		}
-		o := executor.StartOptions{CreatedBy: principal, AlsoRunsAs: as[1:], Added: added, Event: h.Event, Def: def}
+		o := executor.StartOptions{CreatedBy: principal, AlsoRunsAs: as[1:], Added: added, Event: h.Event, Pin: pin}
 		if msgID != "" {
 			// The same event published again starts nothing new.
 			o.WorkflowID = engine.DeriveID("event", h.Name, msgID, strconv.Itoa(i))
 		}
 		_, _, err = l.cfg.Engine.StartWorkflow(ctx, req, o)
-		if errors.Is(err, fault.ErrConflict) && !errors.Is(err, executor.ErrKeyHeld) && o.WorkflowID != "" {
+		if errors.Is(err, fault.ErrConflict) && !errors.Is(err, executor.ErrKeyHeld) && !errors.Is(err, fault.ErrStale) && o.WorkflowID != "" {
 			// This event's own start, landed already. A start refused
 			// by the request's idempotency key (FAIL, FAIL_ON_RUNNING)
-			// is a conflict too, but a refusal, not a repeat.
+			// is a conflict too, but a refusal, not a repeat; so is one
+			// of an inline definition whose name moved since its check,
+			// which the event published again checks again (transient).
 			return nil
 		}
 		return err

@@ -35,8 +35,8 @@ func (e *keyEngine) Submit(context.Context, string, engine.Trigger, executor.Met
 
 type allowAll struct{}
 
-func (allowAll) MayStart(context.Context, []string, conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error) {
-	return nil, nil
+func (allowAll) MayStart(context.Context, []string, conductor.StartWorkflowRequest) (executor.Pin, error) {
+	return executor.Pin{}, nil
 }
 func (allowAll) MayExecute(context.Context, string, *engine.Workflow) error { return nil }
 

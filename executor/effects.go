@@ -456,7 +456,7 @@ func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWork
 		}
 		req.WorkflowDef = &def
 	}
-	var def *conductor.WorkflowDef
+	var pin Pin
 	if e.mayStart != nil {
 		// A sub-workflow or START_WORKFLOW starts only what every principal
 		// its starter runs as may start through the API, decided on the
@@ -470,7 +470,7 @@ func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWork
 			asked = []string{eff.ChosenBy}
 		}
 		var err error
-		if def, err = e.mayStart(ctx, asked, req); errors.Is(err, fault.ErrForbidden) || errors.Is(err, fault.ErrNotFound) {
+		if pin, err = e.mayStart(ctx, asked, req); errors.Is(err, fault.ErrForbidden) || errors.Is(err, fault.ErrNotFound) {
 			return e.childFailed(ctx, eff, err.Error())
 		} else if err != nil {
 			return err
@@ -490,7 +490,7 @@ func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWork
 	}
 	id, _, err := e.StartWorkflow(ctx, req, StartOptions{WorkflowID: eff.WorkflowID, CreatedBy: eff.CreatedBy, AlsoRunsAs: eff.AlsoRunsAs,
 		ParentWorkflowID: eff.ParentWorkflowID, ParentWorkflowTaskID: eff.ParentWorkflowTaskID, Depth: eff.Depth, Resolved: resolved,
-		FromWorkflow: true, Def: def})
+		FromWorkflow: true, Pin: pin})
 	switch {
 	case err == nil && id != eff.WorkflowID:
 		// RETURN_EXISTING answered with the workflow holding the key.
@@ -505,6 +505,11 @@ func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWork
 		return e.endIfOrphaned(ctx, eff)
 	case err == nil:
 		return nil
+	case errors.Is(err, fault.ErrStale):
+		// The inline definition's name moved since its check: the task
+		// fails, as a start refused, and its retry is checked on the
+		// name as it is then.
+		return e.childFailed(ctx, eff, err.Error())
 	case errors.Is(err, fault.ErrConflict): // started meanwhile
 		_, err := e.reportExisting(ctx, eff)
 		return err

@@ -343,16 +343,16 @@ func TestFailureWorkflowAsksItsChooserAgain(t *testing.T) {
 	e := New(l, cleanupDefinitions{}, nothingScheduled{}, Config{Logger: logger})
 	var mu sync.Mutex
 	asked := map[string][]string{} // failure workflow start checks by principal
-	e.SetStartCheck(func(_ context.Context, ps []string, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error) {
+	e.SetStartCheck(func(_ context.Context, ps []string, req conductor.StartWorkflowRequest) (Pin, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, p := range ps {
 			asked[p] = append(asked[p], req.Name)
 			if p == "lost_author" {
-				return nil, fmt.Errorf("%s may not EXECUTE WORKFLOW_DEF:%s: %w", p, req.Name, fault.ErrForbidden)
+				return Pin{}, fmt.Errorf("%s may not EXECUTE WORKFLOW_DEF:%s: %w", p, req.Name, fault.ErrForbidden)
 			}
 		}
-		return nil, nil
+		return Pin{}, nil
 	})
 	if err := e.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -415,8 +415,8 @@ func TestRefusedStartWorkflowNamesNoWorkflow(t *testing.T) {
 	l := testutil.OpenLog(t, "")
 	ctx := testutil.Context(t, 60*time.Second)
 	e := New(l, noDefinitions{}, nothingScheduled{}, Config{})
-	e.SetStartCheck(func(_ context.Context, ps []string, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error) {
-		return nil, fmt.Errorf("%s may not EXECUTE WORKFLOW_DEF:%s: %w", ps[0], req.Name, fault.ErrForbidden)
+	e.SetStartCheck(func(_ context.Context, ps []string, req conductor.StartWorkflowRequest) (Pin, error) {
+		return Pin{}, fmt.Errorf("%s may not EXECUTE WORKFLOW_DEF:%s: %w", ps[0], req.Name, fault.ErrForbidden)
 	})
 	if err := e.Start(ctx); err != nil {
 		t.Fatal(err)

@@ -79,11 +79,14 @@ func (e *Executor) SetProtector(p Protector) { e.protector = p }
 // StartCheck reports (nil) whether every one of principals may start
 // req, as the API requires of a caller: EXECUTE on its definition, CREATE
 // on the name of an inline one. It decides for all of them on one state
-// of the definition's name and returns the registered definition it
-// decided on, which the start runs (StartOptions.Def): the name deleted
-// and registered again by someone else meanwhile would run theirs under
-// a decision made on the former owner's. Nil: the start looks it up.
-type StartCheck func(ctx context.Context, principals []string, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error)
+// of the definition's name and returns what it decided on, which the
+// start holds to (StartOptions.Pin): the registered definition, which the
+// start runs, or the state of an inline definition's name, which the
+// start refuses to run under once it moved. The name deleted and
+// registered again by someone else meanwhile would otherwise run theirs,
+// or the inline definition as theirs, under a decision made on the state
+// before.
+type StartCheck func(ctx context.Context, principals []string, req conductor.StartWorkflowRequest) (Pin, error)
 
 // SetStartCheck installs the check of the workflows a workflow starts (a
 // SUB_WORKFLOW's child, a START_WORKFLOW's), as its creator (before Start).
@@ -917,15 +920,15 @@ func (e *Executor) handleStartCommand(ctx context.Context, d eventlog.Delivery) 
 		// once its workflow ended and the key would start another.
 		id = ""
 	}
-	var def *conductor.WorkflowDef
+	var pin Pin
 	if len(tokens) == 2 && e.mayStart != nil {
 		// The producer's credentials were issued for its principal's
 		// rights at the time: the start needs them still, as over HTTP,
 		// and runs the definition they were decided on.
-		def, err = e.mayStart(ctx, []string{req.CreatedBy}, req)
+		pin, err = e.mayStart(ctx, []string{req.CreatedBy}, req)
 	}
 	if err == nil {
-		_, _, err = e.StartWorkflow(ctx, req, StartOptions{WorkflowID: id, CreatedBy: req.CreatedBy, RequestID: msgID, Def: def})
+		_, _, err = e.StartWorkflow(ctx, req, StartOptions{WorkflowID: id, CreatedBy: req.CreatedBy, RequestID: msgID, Pin: pin})
 	}
 	switch {
 	case err == nil, errors.Is(err, fault.ErrConflict):

@@ -96,12 +96,12 @@ func TestRelatedFollowsTerminateDownTheTree(t *testing.T) {
 func TestRelatedDoesNotFollowAStartedChildsProgress(t *testing.T) {
 	l := testutil.OpenLog(t, "")
 	e := New(l, noDefinitions{}, nothingScheduled{}, Config{Logger: testutil.Logger(t)})
-	e.SetStartCheck(func(ctx context.Context, _ []string, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error) {
+	e.SetStartCheck(func(ctx context.Context, _ []string, req conductor.StartWorkflowRequest) (Pin, error) {
 		if req.Name == "held_leaf" {
 			<-ctx.Done()
-			return nil, ctx.Err()
+			return Pin{}, ctx.Err()
 		}
-		return nil, nil
+		return Pin{}, nil
 	})
 	ctx := testutil.Context(t, 30*time.Second)
 	if err := e.Start(ctx); err != nil {

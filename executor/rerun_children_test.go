@@ -58,15 +58,15 @@ func TestChildStartRunAgainStartsOne(t *testing.T) {
 			// The first start waits here until the test has read the
 			// parent's state with the start still to come.
 			release := make(chan struct{})
-			e.SetStartCheck(func(ctx context.Context, _ []string, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error) {
+			e.SetStartCheck(func(ctx context.Context, _ []string, req conductor.StartWorkflowRequest) (Pin, error) {
 				if req.Name == "cleanup" {
 					select {
 					case <-release:
 					case <-ctx.Done():
-						return nil, ctx.Err()
+						return Pin{}, ctx.Err()
 					}
 				}
-				return nil, nil
+				return Pin{}, nil
 			})
 			if err := e.Start(ctx); err != nil {
 				t.Fatal(err)

@@ -45,17 +45,6 @@ type StartOptions struct {
 	// Event is the event of the handler whose action starts the workflow
 	// (engine.Start).
 	Event string
-	// Def is the registered definition of the request's name (and
-	// version, when it names one) that the start's access was decided on
-	// (metadata.Store.LookupStartable), which the start runs rather than
-	// looking the name up again: someone else may have deleted the name
-	// and registered it again since. Nil: the start looks it up.
-	Def *conductor.WorkflowDef
-	// Checked is, for a start of an inline definition, the state of its
-	// name that the start's access was decided on; the start refuses
-	// (fault.ErrConflict) when the name has moved since (Executor.nameKept).
-	// Nil: the start was not checked on it.
-	Checked *NameState
 	// FromWorkflow is set for a start a workflow asks for (a
 	// SUB_WORKFLOW's, a START_WORKFLOW's, a failure workflow's): its
 	// input and correlation id are the starter's data (a failure
@@ -63,6 +52,25 @@ type StartOptions struct {
 	// where "***" is a redacted value, which its rate limit key may not
 	// read (engine.RateLimitUnder).
 	FromWorkflow bool
+	// Pin is what the start's access was decided on, which it holds to.
+	Pin
+}
+
+// Pin is what a start's access check read of the definition it starts,
+// which the start holds to: the name may move between the check and the
+// start (someone else deletes it and registers it again, or registers a
+// name registered nowhere), and the start is the name's.
+type Pin struct {
+	// Def is the registered definition of the request's name (and
+	// version, when it names one) that the start's access was decided on
+	// (metadata.Store.LookupStartable), which the start runs rather than
+	// looking the name up again. Nil: the start looks it up.
+	Def *conductor.WorkflowDef
+	// Checked is, for a start of an inline definition, the state of its
+	// name that the start's access was decided on; the start refuses
+	// (fault.ErrStale) when the name has moved since (Executor.nameKept).
+	// Nil: the start was not checked on it.
+	Checked *NameState
 }
 
 // Idempotency finds the workflow last started with an idempotency key.
@@ -309,13 +317,13 @@ type NameState struct {
 	Owner      string
 }
 
-// nameKept fails with fault.ErrConflict when workflow name was registered,
-// or passed to another owner, since a start of an inline definition under
-// it was checked on checked. The execution is the name's: its owner's
-// readers read it, its idempotency keys are the name's, its grants reach
-// it, and the check asked CREATE alone of a name registered nowhere, or
-// UPDATE of the owner's definition it saw. A name deleted since asks no
-// more than the check asked. The name is read here, before the start's
+// nameKept fails with fault.ErrStale (a conflict) when workflow name was
+// registered, or passed to another owner, since a start of an inline
+// definition under it was checked on checked. The execution is the
+// name's: its owner's readers read it, its idempotency keys are the
+// name's, its grants reach it, and the check asked CREATE alone of a name
+// registered nowhere, or UPDATE of the owner's definition it saw. A name
+// deleted since asks no more than the check asked. The name is read here, before the start's
 // idempotency key is looked up under it; one registered after that is one
 // registered after the start, as it may be after any start.
 func (e *Executor) nameKept(ctx context.Context, name string, checked NameState) error {
@@ -327,7 +335,10 @@ func (e *Executor) nameKept(ctx context.Context, name string, checked NameState)
 		return fmt.Errorf("start workflow %s: owner of its name: %w", name, err)
 	case !checked.Registered || owner != checked.Owner:
 		// Neither owner is named: the caller may hold no right on either.
-		return fault.Conflict("start workflow %s: its name was registered, or passed to another owner, since the start was checked", name)
+		// Stale, not a conflict alone: a starter that names the workflow
+		// id reads a conflict as its own start landed already, and the
+		// start, checked again on the name as it is, may go ahead.
+		return fault.Stale("start workflow %s: its name was registered, or passed to another owner, since the start was checked", name)
 	}
 	return nil
 }

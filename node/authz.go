@@ -10,6 +10,7 @@ import (
 
 	"github.com/flowvault/flowvault/api"
 	"github.com/flowvault/flowvault/auth"
+	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/metadata"
 	"github.com/flowvault/flowvault/natsauth"
@@ -418,51 +419,59 @@ func (a workflowAuthorizer) mayHandTasks(ctx context.Context, tasks api.TaskHand
 // startCheck returns what the API asks of a start (api/authz.go
 // checkStart), asked of the starts a workflow, a schedule, an event
 // handler, a webhook or a start command makes as their principals (a
-// sub-workflow's creator and every principal its parent runs as). A
-// start by name is decided for all of them on one state of the name,
-// its definition read with its owner and tags (metadata
-// LookupStartable), and the check returns that definition for the start
-// to run (executor.StartOptions.Def): the name deleted and registered
-// again by someone else meanwhile does not run the newcomer's definition
-// on a decision made on the former owner's. An inline definition returns
-// nil. A definition is looked for as the start's own lookup looks for it,
-// in the read model and then in the log: another engine may have
-// registered it a moment ago, and a schedule's fire whose check answers
-// not found is recorded FAILED for good. A lookup that fails otherwise
-// fails the check, unavailable: the fire is tried again.
-func startCheck(defs *metadata.Store, authz workflowAuthorizer) func(ctx context.Context, principals []string, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error) {
-	return func(ctx context.Context, principals []string, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error) {
+// sub-workflow's creator and every principal its parent runs as). A start
+// is decided for all of them on one state of the name, and the check
+// returns what it decided on, which the start holds to (executor.Pin):
+// the name deleted and registered again by someone else meanwhile runs
+// neither the newcomer's definition on a decision made on the former
+// owner's, nor an inline definition as the newcomer's. A start by name
+// reads its definition with its owner and tags (metadata
+// LookupStartable), which the start runs; an inline definition's name is
+// read once for CREATE and UPDATE (api.InlineStartRequires), and the
+// start refuses to run under it once it moved. A definition is looked for
+// as the start's own lookup looks for it, in the read model and then in
+// the log: another engine may have registered it a moment ago, and a
+// schedule's fire whose check answers not found is recorded FAILED for
+// good. A lookup that fails otherwise fails the check, unavailable: the
+// fire is tried again.
+func startCheck(defs *metadata.Store, authz workflowAuthorizer) executor.StartCheck {
+	return func(ctx context.Context, principals []string, req conductor.StartWorkflowRequest) (executor.Pin, error) {
 		if len(principals) == 0 {
 			// A start decided for nobody would be allowed by no decision.
-			return nil, fmt.Errorf("%w: start of %s: no principal to decide it for", fault.ErrForbidden, req.Name)
+			return executor.Pin{}, fmt.Errorf("%w: start of %s: no principal to decide it for", fault.ErrForbidden, req.Name)
 		}
-		lookup := func(name string) error {
-			_, err := defs.LookupWorkflowDef(ctx, name, nil)
-			return err
-		}
-		var def *conductor.WorkflowDef
-		var described auth.Describer
+		var pin executor.Pin
+		var reqs []api.Required
 		if req.WorkflowDef == nil {
 			// Not found (naming the version, as the start's own lookup
 			// does), rather than refused: a refusal would blame the
 			// principal (and pause a schedule as a security error).
 			st, err := defs.LookupStartable(ctx, req.Name, req.Version)
 			if err = auth.LookupFault(req.Name, err); err != nil {
-				return nil, err
+				return executor.Pin{}, err
 			}
-			def, described = st.Def, auth.Described{Tags: auth.TagNames(st.Tags), Creator: st.Owner}
-		}
-		reqs, err := auth.StartRequires(req, lookup)
-		if err != nil {
-			return nil, err
+			byName, err := auth.StartRequires(req, nil)
+			if err != nil {
+				return executor.Pin{}, err
+			}
+			described := auth.Described{Tags: auth.TagNames(st.Tags), Creator: st.Owner}
+			for _, q := range byName {
+				reqs = append(reqs, api.Required{Access: q.Access, Resource: auth.Resource{Target: q.Target, Describer: described}})
+			}
+			pin.Def = st.Def
+		} else {
+			var err error
+			if reqs, pin.Checked, err = api.InlineStartRequires(ctx, defs, req); err != nil {
+				return executor.Pin{}, err
+			}
 		}
 		for _, p := range principals {
 			for _, q := range reqs {
-				if _, err := authz.authorizeOn(ctx, p, q.Access, auth.Resource{Target: q.Target, Describer: described}); err != nil {
-					return nil, err
+				if _, err := authz.authorizeOn(ctx, p, q.Access, q.Resource); err != nil {
+					return executor.Pin{}, err
 				}
 			}
 		}
-		return def, nil
+		return pin, nil
 	}
 }

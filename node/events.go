@@ -9,6 +9,7 @@ import (
 	"github.com/flowvault/flowvault/auth"
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/events"
+	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -67,10 +68,10 @@ func (n *Node) startEventHandlers(ctx, runCtx context.Context, authz eventAuthor
 // workflow, to be its creator or hold EXECUTE on it.
 type eventAuthorizer struct {
 	authz    workflowAuthorizer
-	mayStart func(context.Context, []string, conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error)
+	mayStart executor.StartCheck
 }
 
-func (a eventAuthorizer) MayStart(ctx context.Context, principals []string, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error) {
+func (a eventAuthorizer) MayStart(ctx context.Context, principals []string, req conductor.StartWorkflowRequest) (executor.Pin, error) {
 	return a.mayStart(ctx, principals, req)
 }
 

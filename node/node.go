@@ -381,15 +381,15 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	// A start no request of its starter's asks for (a schedule's tick, an
 	// event handler's start_workflow) is asked what the API asks of one:
 	// an inline definition's tasks too (see mayHandTasks).
-	mayStartUnasked := func(ctx context.Context, principals []string, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error) {
-		def, err := mayStart(ctx, principals, req)
+	mayStartUnasked := func(ctx context.Context, principals []string, req conductor.StartWorkflowRequest) (executor.Pin, error) {
+		pin, err := mayStart(ctx, principals, req)
 		for i := 0; err == nil && i < len(principals); i++ {
 			err = authz.mayHandTasks(ctx, api.TaskHandOff{TaskDefs: n.metadata, Principals: n.auth.store, Authorizer: n.auth.authorizer}, principals[i], req.WorkflowDef)
 		}
 		if err != nil {
-			return nil, err
+			return executor.Pin{}, err
 		}
-		return def, nil
+		return pin, nil
 	}
 	actAs := eventAuthorizer{authz: authz, mayStart: mayStartUnasked}
 	if err := n.startEventHandlers(ctx, runCtx, actAs); err != nil {
@@ -416,7 +416,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		return nil, err
 	}
 	n.auth.authorizer.Register(auth.TargetWorkflowSchedule, scheduleTargets{n.schedules})
-	firer := scheduler.NewFirer(n.schedules, n.executor, func(ctx context.Context, owner string, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error) {
+	firer := scheduler.NewFirer(n.schedules, n.executor, func(ctx context.Context, owner string, req conductor.StartWorkflowRequest) (executor.Pin, error) {
 		return mayStartUnasked(ctx, []string{owner}, req)
 	})
 	n.wg.Add(1)

@@ -34,7 +34,7 @@ type pinned struct {
 	log   *eventlog.Log
 	defs  *metadata.Store
 	exec  *executor.Executor
-	check func(ctx context.Context, principals []string, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error)
+	check executor.StartCheck
 	authz workflowAuthorizer
 }
 
@@ -46,7 +46,7 @@ func newPinned(t *testing.T, ctx context.Context) *pinned {
 		projections.RunnerConfig{Stream: eventlog.Metadata.Name, Poison: projections.Park})
 	defs := metadata.New(l, store, runner, metadata.Options{Logger: testutil.Logger(t)})
 	p := &pinned{log: l, defs: defs}
-	if err := p.register(ctx, "alice", "alices_step"); err != nil {
+	if err := p.register(ctx, "shared_flow", "alice", "alices_step"); err != nil {
 		t.Fatal(err)
 	}
 	authz := auth.NewAuthorizer(fakeGrants{})
@@ -67,12 +67,20 @@ func newPinned(t *testing.T, ctx context.Context) *pinned {
 	return p
 }
 
-func (p *pinned) register(ctx context.Context, by, ref string) error {
-	var def conductor.WorkflowDef
-	if err := conductor.Unmarshal([]byte(`{"name":"shared_flow","tasks":[{"name":"w","taskReferenceName":"`+ref+`","type":"WAIT"}]}`), &def); err != nil {
+func (p *pinned) register(ctx context.Context, name, by, ref string) error {
+	def, err := waiting(name, ref)
+	if err != nil {
 		return err
 	}
-	return p.defs.RegisterWorkflowDef(ctx, &def, true, by)
+	return p.defs.RegisterWorkflowDef(ctx, def, true, by)
+}
+
+// waiting is a definition of workflow name whose one task, a WAIT, is
+// referenced as ref.
+func waiting(name, ref string) (*conductor.WorkflowDef, error) {
+	var def conductor.WorkflowDef
+	err := conductor.Unmarshal([]byte(`{"name":"`+name+`","tasks":[{"name":"w","taskReferenceName":"`+ref+`","type":"WAIT"}]}`), &def)
+	return &def, err
 }
 
 // takeOver is the admin's change.
@@ -80,12 +88,19 @@ func (p *pinned) takeOver(ctx context.Context) error {
 	if err := p.defs.DeleteWorkflowDef(ctx, "shared_flow", 1, "admin"); err != nil {
 		return err
 	}
-	return p.register(ctx, "admin", "admins_step")
+	return p.register(ctx, "shared_flow", "admin", "admins_step")
 }
 
 // ranAlices fails t unless workflow id runs alice's definition as alice
 // alone.
 func (p *pinned) ranAlices(t *testing.T, ctx context.Context, id string) {
+	t.Helper()
+	p.ranAsAlice(t, ctx, id, "alices_step")
+}
+
+// ranAsAlice fails t unless workflow id runs the definition whose task is
+// referenced as ref, as alice alone.
+func (p *pinned) ranAsAlice(t *testing.T, ctx context.Context, id, ref string) {
 	t.Helper()
 	wf, err := p.exec.State(ctx, id)
 	if err != nil || wf == nil {
@@ -95,8 +110,8 @@ func (p *pinned) ranAlices(t *testing.T, ctx context.Context, id string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ref := def.Tasks[0].TaskReferenceName; ref != "alices_step" || len(wf.AlsoRunsAs) != 0 {
-		t.Errorf("the start runs the definition of %s as %v, want alice's, as alice alone", ref, wf.Principals())
+	if got := def.Tasks[0].TaskReferenceName; got != ref || len(wf.AlsoRunsAs) != 0 {
+		t.Errorf("the start runs the definition of %s as %v, want the one of %s, as alice alone", got, wf.Principals(), ref)
 	}
 }
 
@@ -107,7 +122,14 @@ type takingOver struct {
 	t      *testing.T
 	change func(ctx context.Context) error
 	once   sync.Once
-	ids    chan string
+	first  chan answer
+}
+
+// answer is how the engine answered a start: the workflow id it asked
+// for, and the one it answered.
+type answer struct {
+	asked, id string
+	err       error
 }
 
 func (s *takingOver) StartWorkflow(ctx context.Context, req conductor.StartWorkflowRequest, o executor.StartOptions) (string, uint64, error) {
@@ -120,7 +142,7 @@ func (s *takingOver) StartWorkflow(ctx context.Context, req conductor.StartWorkf
 	})
 	id, seq, err := s.Executor.StartWorkflow(ctx, req, o)
 	if first {
-		s.ids <- id
+		s.first <- answer{asked: o.WorkflowID, id: id, err: err}
 	}
 	return id, seq, err
 }
@@ -133,15 +155,24 @@ func TestScheduleRunsTheDefinitionItsCheckDecidedOn(t *testing.T) {
 	t.Parallel()
 	ctx := testutil.Context(t, time.Minute)
 	p := newPinned(t, ctx)
+	a, _ := p.firstFire(t, ctx, &conductor.StartWorkflowRequest{Name: "shared_flow"}, p.takeOver)
+	p.ranAlices(t, ctx, a.id)
+}
+
+// firstFire saves alice's schedule of req, firing every second, and
+// answers how the engine answered its first start, which change reaches
+// after its check. It returns the schedules too, which fire until t ends.
+func (p *pinned) firstFire(t *testing.T, ctx context.Context, req *conductor.StartWorkflowRequest, change func(context.Context) error) (answer, *scheduler.Store) {
+	t.Helper()
 	ps := testutil.OpenStore(t)
 	runner := testutil.RunProjection(t, p.log, ps, scheduler.Projection{}, projections.RunnerConfig{Stream: eventlog.Metadata.Name, Poison: projections.Halt})
 	schedules := scheduler.New(p.log, ps, runner, testutil.Logger(t))
 	if err := schedules.Save(ctx, &conductor.WorkflowSchedule{Name: "every_second", CronExpression: "* * * * * ?",
-		StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "shared_flow"}}, "alice", nil); err != nil {
+		StartWorkflowRequest: req}, "alice", nil); err != nil {
 		t.Fatal(err)
 	}
-	starter := &takingOver{Executor: p.exec, t: t, change: p.takeOver, ids: make(chan string, 1)}
-	check := func(ctx context.Context, owner string, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error) {
+	starter := &takingOver{Executor: p.exec, t: t, change: change, first: make(chan answer, 1)}
+	check := func(ctx context.Context, owner string, req conductor.StartWorkflowRequest) (executor.Pin, error) {
 		return p.check(ctx, []string{owner}, req)
 	}
 	firing, stop := context.WithCancel(ctx)
@@ -152,27 +183,35 @@ func TestScheduleRunsTheDefinitionItsCheckDecidedOn(t *testing.T) {
 	}()
 	t.Cleanup(func() { stop(); <-done })
 	select {
-	case id := <-starter.ids:
-		p.ranAlices(t, ctx, id)
+	case a := <-starter.first:
+		return a, schedules
 	case <-ctx.Done():
 		t.Fatal("the schedule never fired")
 	}
+	return answer{}, nil
 }
 
 // takingOverAfter is check, after which the admin's change lands as the
 // first start of shared_flow is decided.
 func (p *pinned) takingOverAfter(t *testing.T, check executor.StartCheck) executor.StartCheck {
+	return changingAfter(t, check, "shared_flow", p.takeOver)
+}
+
+// changingAfter is check, after which change lands as the first start
+// under workflow name (its inline definition's, or the one it names) is
+// decided.
+func changingAfter(t *testing.T, check executor.StartCheck, name string, change func(ctx context.Context) error) executor.StartCheck {
 	var once sync.Once
-	return func(ctx context.Context, principals []string, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error) {
-		def, err := check(ctx, principals, req)
-		if req.Name == "shared_flow" {
+	return func(ctx context.Context, principals []string, req conductor.StartWorkflowRequest) (executor.Pin, error) {
+		pin, err := check(ctx, principals, req)
+		if auth.InlineName(req) == name {
 			once.Do(func() {
-				if err := p.takeOver(ctx); err != nil {
+				if err := change(ctx); err != nil {
 					t.Error(err)
 				}
 			})
 		}
-		return def, err
+		return pin, err
 	}
 }
 
@@ -250,18 +289,10 @@ type handlers []*conductor.EventHandler
 
 func (h handlers) EventHandlers(context.Context) ([]*conductor.EventHandler, error) { return h, nil }
 
-// An event handler's start_workflow runs the definition its principal's
-// EXECUTE was decided on, where the listener looked the name up again
-// after its check: alice's handler started the admin's definition,
-// registered under the name between the check and the start, as alice.
-func TestEventHandlerRunsTheDefinitionItsCheckDecidedOn(t *testing.T) {
-	t.Parallel()
-	ctx := testutil.Context(t, time.Minute)
-	p := newPinned(t, ctx)
-	h := &conductor.EventHandler{Name: "on_order", Event: "nats:orders.new", Active: true, CreatedBy: "alice",
-		Actions: []conductor.EventAction{{Action: conductor.ActionStartWorkflow, StartWorkflow: map[string]any{"name": "shared_flow"}}}}
-	l := events.New(ctx, events.Config{Handlers: handlers{h}, Conn: p.log.Conn(), Engine: p.exec, Logger: testutil.Logger(t),
-		Authz: eventAuthorizer{authz: p.authz, mayStart: p.takingOverAfter(t, p.check)}})
+// listen runs a listener of cfg until t ends.
+func listen(t *testing.T, ctx context.Context, cfg events.Config) {
+	t.Helper()
+	l := events.New(ctx, cfg)
 	if err := l.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -272,6 +303,20 @@ func TestEventHandlerRunsTheDefinitionItsCheckDecidedOn(t *testing.T) {
 		l.Run(listening)
 	}()
 	t.Cleanup(func() { stop(); <-done })
+}
+
+// An event handler's start_workflow runs the definition its principal's
+// EXECUTE was decided on, where the listener looked the name up again
+// after its check: alice's handler started the admin's definition,
+// registered under the name between the check and the start, as alice.
+func TestEventHandlerRunsTheDefinitionItsCheckDecidedOn(t *testing.T) {
+	t.Parallel()
+	ctx := testutil.Context(t, time.Minute)
+	p := newPinned(t, ctx)
+	h := &conductor.EventHandler{Name: "on_order", Event: "nats:orders.new", Active: true, CreatedBy: "alice",
+		Actions: []conductor.EventAction{{Action: conductor.ActionStartWorkflow, StartWorkflow: map[string]any{"name": "shared_flow"}}}}
+	listen(t, ctx, events.Config{Handlers: handlers{h}, Conn: p.log.Conn(), Engine: p.exec, Logger: testutil.Logger(t),
+		Authz: eventAuthorizer{authz: p.authz, mayStart: p.takingOverAfter(t, p.check)}})
 	id := engine.DeriveID("event", h.Name, "e-1", "0")
 	testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
 		// Published again until the listener has subscribed: the same

@@ -29,12 +29,12 @@ type Starter interface {
 // StartCheck decides whether a schedule's owner may still start its
 // workflow, by the rule the API applied when the schedule was saved
 // (EXECUTE on the definition; CREATE on an inline definition's name). It
-// returns the registered definition it decided on, which the fire runs
-// (executor.StartOptions.Def): the name deleted and registered again by
-// someone else since then would run theirs as the owner (nil: the start
-// looks the name up). A refusal (fault.ErrForbidden) pauses the schedule
-// with a "Security Error" reason; other errors leave it to the next scan.
-type StartCheck func(ctx context.Context, owner string, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error)
+// returns what it decided on, which the fire's start holds to
+// (executor.StartCheck): the name deleted and registered again by someone
+// else since then would run theirs as the owner, or the inline definition
+// as theirs. A refusal (fault.ErrForbidden) pauses the schedule with a
+// "Security Error" reason; other errors leave it to the next scan.
+type StartCheck func(ctx context.Context, owner string, req conductor.StartWorkflowRequest) (executor.Pin, error)
 
 // Firer starts the workflows of due schedules.
 type Firer struct {
@@ -246,10 +246,10 @@ func missedAfter(st *State, at, now int64) bool {
 }
 
 // mayStart asks whether the schedule's owner may start its workflow, and
-// returns the definition decided on (StartCheck).
-func (f *Firer) mayStart(ctx context.Context, st *State) (*conductor.WorkflowDef, error) {
+// returns what it decided on (StartCheck).
+func (f *Firer) mayStart(ctx context.Context, st *State) (executor.Pin, error) {
 	if f.check == nil || st.Def.StartWorkflowRequest == nil {
-		return nil, nil
+		return executor.Pin{}, nil
 	}
 	return f.check(ctx, st.Owner(), *st.Def.StartWorkflowRequest)
 }
@@ -276,12 +276,12 @@ func (f *Firer) start(ctx context.Context, name string, st *State, at, claimed i
 	var added []string
 	req.Input, added = scheduledInput(req.Input, map[string]any{
 		"_scheduledTime": at, "_executedTime": claimed, "_startedByScheduler": name, "_executionId": id})
-	def, err := f.mayStart(ctx, st)
+	pin, err := f.mayStart(ctx, st)
 	refused := errors.Is(err, fault.ErrForbidden)
 	started := id
 	if err == nil {
 		started, _, err = f.starter.StartWorkflow(ctx, req, executor.StartOptions{WorkflowID: id,
-			CreatedBy: st.Owner(), RequestID: id, Added: added, Def: def})
+			CreatedBy: st.Owner(), RequestID: id, Added: added, Pin: pin})
 	}
 	now := f.store.now().UnixMilli()
 	outcome := &schemas.ScheduleExecuted{ScheduledTime: at, Time: now}
@@ -298,6 +298,12 @@ func (f *Firer) start(ctx context.Context, name string, st *State, at, claimed i
 		// as well, which must not read as this claim's own start.
 		outcome.Failed, outcome.Reason = true, "idempotencyStrategy "+cmp.Or(req.IdempotencyStrategy, conductor.IdempotencyFail)+
 			": "+err.Error()
+	case errors.Is(err, fault.ErrStale):
+		// The inline definition's name was registered, or passed to
+		// another owner, since the owner's check: refused, as above,
+		// and not the owner's doing, so the schedule is not paused. The
+		// next tick is checked on the name as it is.
+		outcome.Failed, outcome.Reason = true, err.Error()
 	case errors.Is(err, fault.ErrConflict):
 		// started by an earlier attempt at this claim, or by another
 		// engine finishing it

@@ -176,12 +176,12 @@ func TestFirerChecksTheStartRequest(t *testing.T) {
 	ctx := context.Background()
 	s, c := newTestStore(t)
 	var asked []conductor.StartWorkflowRequest
-	check := func(_ context.Context, owner string, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error) {
+	check := func(_ context.Context, owner string, req conductor.StartWorkflowRequest) (executor.Pin, error) {
 		if owner != "alice" {
 			t.Errorf("checked owner %q", owner)
 		}
 		asked = append(asked, req)
-		return nil, nil
+		return executor.Pin{}, nil
 	}
 	starts := &started{}
 	f := NewFirer(s, starts, check)
@@ -368,11 +368,11 @@ func TestRefusedOwnerRecordsTheRunAndPauses(t *testing.T) {
 			ctx := context.Background()
 			s, c := newTestStore(t)
 			revoked := false
-			check := func(_ context.Context, owner string, _ conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error) {
+			check := func(_ context.Context, owner string, _ conductor.StartWorkflowRequest) (executor.Pin, error) {
 				if revoked {
-					return nil, &auth.ForbiddenError{Principal: owner, Access: auth.Execute, Reason: "revoked"}
+					return executor.Pin{}, &auth.ForbiddenError{Principal: owner, Access: auth.Execute, Reason: "revoked"}
 				}
-				return nil, nil
+				return executor.Pin{}, nil
 			}
 			starts := &started{}
 			f := NewFirer(s, starts, check)

@@ -468,9 +468,9 @@ const staleReads = 3
 // webhook last may do: a grant revoked since counts.
 type Authorizer interface {
 	MayReadSecret(ctx context.Context, principal, name string) error
-	// MayStart returns the registered definition it decided on, which
-	// the delivery starts (events.Authorizer).
-	MayStart(ctx context.Context, principals []string, req conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error)
+	// MayStart returns what it decided on, which the delivery's start
+	// holds to (events.Authorizer).
+	MayStart(ctx context.Context, principals []string, req conductor.StartWorkflowRequest) (executor.Pin, error)
 	MayExecute(ctx context.Context, principal string, wf *engine.Workflow) error
 	// MayRead: a delivery answers the workflow its idempotency key found
 	// (RETURN_EXISTING) only if principal may read it.
@@ -737,11 +737,11 @@ func (r *Receiver) start(ctx context.Context, owner, name string, version int, k
 	if key != "" {
 		req.IdempotencyKey, req.IdempotencyStrategy = key, strategy
 	}
-	def, err := r.Authz.MayStart(ctx, []string{owner}, req)
+	pin, err := r.Authz.MayStart(ctx, []string{owner}, req)
 	if err != nil {
 		return "", err
 	}
-	id, _, err := r.Engine.StartWorkflow(ctx, req, executor.StartOptions{CreatedBy: owner, Def: def})
+	id, _, err := r.Engine.StartWorkflow(ctx, req, executor.StartOptions{CreatedBy: owner, Pin: pin})
 	if err != nil || key == "" || strategy != conductor.IdempotencyReturnExisting {
 		return id, err
 	}

@@ -318,8 +318,8 @@ type noSecrets struct{}
 func (noSecrets) MayReadSecret(context.Context, string, string) error {
 	return fault.ErrForbidden
 }
-func (noSecrets) MayStart(context.Context, []string, conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error) {
-	return nil, nil
+func (noSecrets) MayStart(context.Context, []string, conductor.StartWorkflowRequest) (executor.Pin, error) {
+	return executor.Pin{}, nil
 }
 func (noSecrets) MayExecute(context.Context, string, *engine.Workflow) error { return nil }
 func (noSecrets) MayRead(context.Context, string, *engine.Workflow) error    { return nil }
@@ -427,8 +427,8 @@ func TestShown(t *testing.T) {
 type allowAll struct{}
 
 func (allowAll) MayReadSecret(context.Context, string, string) error { return nil }
-func (allowAll) MayStart(context.Context, []string, conductor.StartWorkflowRequest) (*conductor.WorkflowDef, error) {
-	return nil, nil
+func (allowAll) MayStart(context.Context, []string, conductor.StartWorkflowRequest) (executor.Pin, error) {
+	return executor.Pin{}, nil
 }
 func (allowAll) MayExecute(context.Context, string, *engine.Workflow) error { return nil }
 func (allowAll) MayRead(context.Context, string, *engine.Workflow) error    { return nil }
