@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 
@@ -303,6 +304,71 @@ func InlineStartRequires(ctx context.Context, defs DefinitionLookup, req conduct
 		}
 	}
 	return out, checked, nil
+}
+
+// definitionToRun returns version *version of workflow definition name
+// (the latest when nil) for wf to run from now on, a restart with
+// useLatestDefinitions or an upgrade, once it is decided as a start by
+// name of it is: EXECUTE on it, asked of the caller and of every
+// principal wf runs as, all of whom it runs as then, on the owner and
+// tags read with the definition in one state of its name
+// (metadata.Startable). The trigger runs that very definition: a name
+// deleted and registered again by someone else does not run the
+// newcomer's on a decision made on the former owner's, nor is a
+// definition someone else now owns under the name run by those who may
+// not start it. Its tasks' hand-off was decided when it was registered,
+// as for a start by name.
+func (s *Server) definitionToRun(r *http.Request, wf *engine.Workflow, name string, version *int) (*conductor.WorkflowDef, error) {
+	if s.deps.Definitions == nil {
+		return nil, fault.NotFound("workflow definition %s not found", name)
+	}
+	st, err := s.deps.Definitions.LookupStartable(r.Context(), name, version)
+	if err != nil {
+		return nil, auth.LookupFault(name, err)
+	}
+	res := auth.Resource{Target: auth.Target{Type: auth.TargetWorkflowDef, ID: name}, Describer: describedBy(st)}
+	err = s.authorizeOn(r, auth.Execute, res)
+	for _, id := range wf.Principals() {
+		if err != nil {
+			break
+		}
+		if id != "" && id != principal(r) {
+			err = s.authorizeFor(r, id, auth.Execute, res)
+		}
+	}
+	if errors.Is(err, fault.ErrForbidden) {
+		// Its record in the trail names the workflow.
+		err = &executionRefusal{error: err, workflow: wf.ID}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return st.Def, nil
+}
+
+// authorizeFor is authorizeOn asked of principal id rather than the
+// caller: one a workflow the caller operates on runs as. A refusal's
+// reason names id: the trail records the caller, who may hold the right.
+func (s *Server) authorizeFor(r *http.Request, id string, access auth.Access, res auth.Resource) error {
+	if s.deps.Insecure {
+		return nil
+	}
+	if s.deps.Auth == nil {
+		return fmt.Errorf("authorize %s for %s: no principals to read it in: %w", res.Target, id, fault.ErrUnavailable)
+	}
+	p, err := s.deps.Auth.Principal(r.Context(), id)
+	switch {
+	case errors.Is(err, fault.ErrNotFound):
+		err = &auth.ForbiddenError{Principal: id, Access: access, Target: res.Target, Reason: "the principal no longer exists"}
+	case err != nil:
+		return fmt.Errorf("authorize %s for %s: %v: %w", res.Target, id, err, fault.ErrUnavailable)
+	default:
+		err = s.deps.Authorizer.Authorize(r.Context(), p, access, res)
+	}
+	if fe := (*auth.ForbiddenError)(nil); errors.As(err, &fe) {
+		return &auth.ForbiddenError{Principal: id, Access: access, Target: res.Target, Reason: "the workflow runs as " + id + ": " + fe.Reason}
+	}
+	return err
 }
 
 // describedBy is the owner and tags of a startable definition's name, as

@@ -370,10 +370,7 @@ func (s *Server) restartTrigger(r *http.Request) (engine.Trigger, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.deps.Definitions == nil {
-		return nil, fault.NotFound("workflow definition %s not found", wf.Name)
-	}
-	def, err := s.deps.Definitions.LookupWorkflowDef(r.Context(), wf.Name, nil)
+	def, err := s.definitionToRun(r, wf, wf.Name, nil)
 	if err != nil {
 		return nil, err
 	}

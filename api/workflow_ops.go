@@ -83,13 +83,11 @@ func (s *Server) upgradeWorkflow(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) upgradeTrigger(r *http.Request, req conductor.UpgradeWorkflowRequest) (engine.Upgrade, error) {
 	// Access first: the lookup's answer names the definition.
-	if _, err := s.executionHead(r, r.PathValue("id"), auth.Execute); err != nil {
+	wf, err := s.executionHead(r, r.PathValue("id"), auth.Execute)
+	if err != nil {
 		return engine.Upgrade{}, err
 	}
-	if s.deps.Definitions == nil {
-		return engine.Upgrade{}, fault.NotFound("workflow definition %s not found", req.Name)
-	}
-	def, err := s.deps.Definitions.LookupWorkflowDef(r.Context(), req.Name, req.Version)
+	def, err := s.definitionToRun(r, wf, req.Name, req.Version)
 	if err != nil {
 		return engine.Upgrade{}, err
 	}

@@ -550,6 +550,91 @@ func TestRestartOnNewDefinitionRunsAsRestarter(t *testing.T) {
 	}
 }
 
+// A restart onto the latest definition, or an upgrade, runs a definition
+// as a start by name does, and is decided so: the caller and every
+// principal the workflow runs as need EXECUTE on the definition it will
+// run, read with its owner and tags. Alice's moved_flow was deleted and
+// registered again by mallory, whose definition alice may not start:
+// neither alice, whose workflows they are (and who may operate them),
+// nor the admin, who may start it, moves alice's workflows onto it. A
+// name alice still owns, whose version 2 is hers, is restarted and
+// upgraded onto. Each refusal is in the workflow's trail, the admin's
+// saying it was alice's right that lacked.
+func TestRestartAndUpgradeDecideOnTheDefinitionTheyRun(t *testing.T) {
+	t.Parallel()
+	e := newSecureEnv(t)
+	alice, aliceToken := e.application("alice", "USER", "METADATA_API")
+	_, malloryToken := e.application("mallory", "METADATA_MANAGER")
+	asAlice, asMallory := e.as(aliceToken), e.as(malloryToken)
+	waits := func(name string, version int, refs ...string) string {
+		var tasks []string
+		for _, ref := range refs {
+			tasks = append(tasks, `{"name":"`+ref+`","taskReferenceName":"`+ref+`","type":"WAIT"}`)
+		}
+		return fmt.Sprintf(`{"name":%q,"version":%d,"tasks":[%s]}`, name, version, strings.Join(tasks, ","))
+	}
+	asAlice.register(waits("moved_flow", 1, "w"), waits("kept_flow", 1, "w"))
+	rows := []struct {
+		op, name string
+		by       *env
+		status   int
+		id       string // alice's workflow: ended to restart, running to upgrade
+	}{
+		{"restart", "moved_flow", asAlice, http.StatusForbidden, ""},
+		{"restart", "moved_flow", e, http.StatusForbidden, ""},
+		{"upgrade", "moved_flow", asAlice, http.StatusForbidden, ""},
+		{"upgrade", "moved_flow", e, http.StatusForbidden, ""},
+		{"restart", "kept_flow", asAlice, http.StatusNoContent, ""},
+		{"upgrade", "kept_flow", asAlice, http.StatusOK, ""},
+	}
+	for i, tt := range rows {
+		rows[i].id = asAlice.start(tt.name, nil)
+		e.waitStatus(rows[i].id, conductor.WorkflowRunning)
+		if tt.op == "restart" {
+			asAlice.must(http.StatusNoContent, "DELETE", "/api/workflow/"+rows[i].id+"?reason=done", nil)
+			e.waitStatus(rows[i].id, conductor.WorkflowTerminated)
+		}
+	}
+	asAlice.must(http.StatusNoContent, "DELETE", "/api/metadata/workflow/moved_flow/1", nil)
+	asMallory.register(waits("moved_flow", 1, "w", "mallorys_next"))
+	asAlice.register(waits("kept_flow", 2, "w", "alices_next"))
+
+	for _, tt := range rows {
+		path, body := "/api/workflow/"+tt.id+"/restart?useLatestDefinitions=true", any(nil)
+		if tt.op == "upgrade" {
+			path, body = "/api/workflow/"+tt.id+"/upgrade", map[string]any{"name": tt.name}
+		}
+		if code, out := tt.by.do("POST", path, body); code != tt.status {
+			t.Errorf("%s of %s onto the latest %s: %d %s, want %d", tt.op, tt.id, tt.name, code, out, tt.status)
+			continue
+		}
+		// Refused, it runs alice's version 1 (one task); else her version 2.
+		wf := e.workflow(tt.id)
+		var def struct{ Tasks []json.RawMessage }
+		if err := json.Unmarshal(wf.WorkflowDefinition, &def); err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]int{true: 1, false: 2}[tt.status == http.StatusForbidden]; wf.WorkflowVersion != want || len(def.Tasks) != want {
+			t.Errorf("%s of %s onto the latest %s: it runs version %d of %d tasks, want %d", tt.op, tt.id, tt.name,
+				wf.WorkflowVersion, len(def.Tasks), want)
+		}
+	}
+	// Refusals are recorded in the background.
+	for _, tt := range rows {
+		if tt.status != http.StatusForbidden {
+			continue
+		}
+		testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
+			denied := e.trail("workflow="+tt.id, "access.deny")
+			if len(denied) != 1 || denied[0].Target != "WORKFLOW_DEF:moved_flow" || denied[0].Detail["access"] != "EXECUTE" ||
+				tt.by == e && !strings.Contains(denied[0].Detail["reason"], "runs as "+alice) {
+				return fmt.Errorf("%s of %s: the workflow's refusals %+v, want one of EXECUTE on moved_flow (alice's, for the admin)", tt.op, tt.id, denied)
+			}
+			return nil
+		})
+	}
+}
+
 // Answers that are a whole workflow need READ on it: a worker may report
 // on its task (the asynchronous forms) without reading the workflow's
 // input, variables and other tasks through the synchronous ones.
