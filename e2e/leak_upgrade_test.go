@@ -1,9 +1,13 @@
 package e2e_test
 
 import (
+	"context"
 	"net/http"
 	"testing"
+	"time"
 
+	"github.com/flowvault/flowvault/internal/leaktest"
+	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -31,4 +35,42 @@ func TestLeakOnUpgradeOntoMaskedFields(t *testing.T) {
 	e.must(http.StatusOK, "POST", "/api/tasks/"+id+"/g/COMPLETED", map[string]any{})
 	e.waitStatus(id, conductor.WorkflowCompleted)
 	h.scan(t)
+}
+
+// An upgrade that gives no workflowInput onto a version whose
+// maskedFields names a field of the input the workflow kept seals that
+// field, as a start of that version does: the input went on as the
+// version it started under stored it, in plain text in Pebble's
+// executions read model through compaction, while views masked it by the
+// new version and showed "***". (The input's _secrets block has the
+// workflow compacted either way.) The start's record in the log holds it as
+// given, which the version it started under did not mask; what the read
+// models keep is searched, and holds it nowhere.
+func TestLeakOnUpgradeKeepingInputOntoMaskedFields(t *testing.T) {
+	t.Parallel()
+	card := "ca" + alnum(30)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	n := startLeakNode(ctx, t, nil)
+	sc := leaktest.New([]byte(card))
+	e := n.env(t, sc)
+	e.register(`{"name":"up_kept","version":1,"tasks":[{"name":"g","taskReferenceName":"g","type":"WAIT"}]}`,
+		`{"name":"up_kept","version":2,"maskedFields":["card"],"tasks":[{"name":"g","taskReferenceName":"g","type":"WAIT"}]}`)
+	v1 := 1
+	id := e.must(http.StatusOK, "POST", "/api/workflow", conductor.StartWorkflowRequest{Name: "up_kept", Version: &v1,
+		Input: map[string]any{"card": card, "plain": "yes", "_secrets": map[string]any{"k": "v"}}})
+	e.must(http.StatusOK, "POST", "/api/workflow/"+id+"/upgrade", map[string]any{"name": "up_kept", "version": 2})
+	if wf := e.workflow(id); wf.WorkflowVersion != 2 || wf.Input["card"] != masking.Mask || wf.Input["plain"] != "yes" {
+		t.Fatalf("upgraded: version %d, input %v, want 2, card %s and plain yes", wf.WorkflowVersion, wf.Input, masking.Mask)
+	}
+	e.must(http.StatusOK, "POST", "/api/tasks/"+id+"/g/COMPLETED", map[string]any{})
+	e.waitStatus(id, conductor.WorkflowCompleted)
+	e.waitCompacted(id)
+	if err := n.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	n.stopped = true
+	sc.ScanDir(t, n.cfg.PebbleDir())
+	sc.ScanPebble(t, n.cfg.PebbleDir())
+	sc.Check(t)
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -47,7 +48,8 @@ type ResetCallbacks struct{}
 // are and must all be in Def; the tasks of Def before one the workflow
 // already reached are SKIPPED, with TaskOutput[ref] as their output, and
 // those after it run as Def says. Input, when not nil, replaces the
-// workflow's input.
+// workflow's input; a nil one keeps it, recorded again when Def masks a
+// field of it held in plain text (holdsUnsealed).
 type Upgrade struct {
 	Def        *conductor.WorkflowDef
 	Input      map[string]any
@@ -166,10 +168,32 @@ func (d *decision) upgrade(u Upgrade) error {
 	if !bytes.Equal(u.Def.Raw, d.w.DefJSON) {
 		d.runAs(u.By, u.Author)
 	}
-	d.emit(&schemas.WorkflowUpgraded{Def: u.Def.Raw, Input: u.Input, SetInput: u.Input != nil, Time: d.now})
+	input := u.Input
+	if input == nil && holdsUnsealed(d.w.Input, next.def.MaskedFields) {
+		// The input the workflow keeps holds in plain text a field the
+		// version it moves to masks: recorded again, it is sealed by that
+		// version's fields as a start of it would be, where kept it stayed
+		// in plain text in the read models, through compaction, which
+		// views masked by the new version. The start's record keeps it as
+		// given, which the version it ran did not mask.
+		input = copyMap(d.w.Input)
+	}
+	d.emit(&schemas.WorkflowUpgraded{Def: u.Def.Raw, Input: input, SetInput: input != nil, Time: d.now})
 	d.plan = next
 	d.skipPassed(next.def.Tasks, u.TaskOutput)
 	return nil
+}
+
+// holdsUnsealed reports whether input holds one of fields not sealed.
+func holdsUnsealed(input map[string]any, fields []string) bool {
+	for _, f := range fields {
+		switch input[f].(type) {
+		case nil, *masking.Sealed:
+		default:
+			return true
+		}
+	}
+	return false
 }
 
 // skipPassed records as SKIPPED the tasks of list that the workflow has
