@@ -101,6 +101,9 @@ func (s *Server) addEventHandlers(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err == nil {
+		err = s.refuseMaskedHandlerInput(r.Context(), handlers, true)
+	}
+	if err == nil {
 		err = s.deps.EventHandlers.AddEventHandlers(r.Context(), handlers, principal(r))
 	}
 	s.eventHandlersChanged(w, r, err)
@@ -110,6 +113,9 @@ func (s *Server) addEventHandlers(w http.ResponseWriter, r *http.Request) {
 func (s *Server) updateEventHandler(w http.ResponseWriter, r *http.Request) {
 	var h conductor.EventHandler
 	err := decodeJSON(w, r, maxMetadataBody, &h)
+	if err == nil {
+		err = s.refuseMaskedHandlerInput(r.Context(), []*conductor.EventHandler{&h}, false)
+	}
 	if err == nil {
 		err = s.deps.EventHandlers.UpdateEventHandler(r.Context(), &h, principal(r))
 	}
@@ -159,18 +165,30 @@ func (s *Server) writeEventHandlers(w http.ResponseWriter, r *http.Request, keep
 	}
 	raws := []json.RawMessage{}
 	for _, h := range all {
-		if keep(h) {
-			raws = append(raws, h.Raw)
+		if !keep(h) {
+			continue
 		}
+		raw, err := s.maskedHandler(r.Context(), h)
+		if err != nil {
+			// A list whose masking cannot be decided is not shown at
+			// all, as a schedules' list is not.
+			s.writeError(w, r, err)
+			return
+		}
+		raws = append(raws, raw)
 	}
 	writeRawArray(w, raws)
 }
 
 func (s *Server) getEventHandler(w http.ResponseWriter, r *http.Request) {
 	h, err := s.deps.EventHandlers.GetEventHandler(r.Context(), r.PathValue("name"))
+	var raw json.RawMessage
+	if err == nil {
+		raw, err = s.maskedHandler(r.Context(), h)
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeRawJSON(w, http.StatusOK, h.Raw)
+	writeRawJSON(w, http.StatusOK, raw)
 }

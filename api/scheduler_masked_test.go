@@ -85,6 +85,21 @@ func (k *keptSchedules) Executions(ctx context.Context, _ query.Search, visible 
 	return out, len(out), nil
 }
 
+// maskedFlowMetadata is a metadata store on a real log and read model
+// holding masked_flow, whose definition masks pw.
+func maskedFlowMetadata(ctx context.Context, t *testing.T) *metadata.Store {
+	t.Helper()
+	_, md := openMetadata(t)
+	var def conductor.WorkflowDef
+	if err := conductor.Unmarshal([]byte(`{"name":"masked_flow","maskedFields":["pw"],"tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT"}]}`), &def); err != nil {
+		t.Fatal(err)
+	}
+	if err := md.RegisterWorkflowDef(ctx, &def, true, pinAdmin); err != nil {
+		t.Fatal(err)
+	}
+	return md
+}
+
 // A schedule's start input is stored in plain text, so a save is refused
 // when the input sets a field the workflow masks, and reads show such a
 // field, masked since, as "***". Both decide which fields are masked by
@@ -95,14 +110,7 @@ func (k *keptSchedules) Executions(ctx context.Context, _ query.Search, visible 
 func TestScheduleMaskingFailsClosed(t *testing.T) {
 	t.Parallel()
 	ctx := testutil.Context(t, time.Minute)
-	_, md := openMetadata(t)
-	var def conductor.WorkflowDef
-	if err := conductor.Unmarshal([]byte(`{"name":"masked_flow","maskedFields":["pw"],"tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT"}]}`), &def); err != nil {
-		t.Fatal(err)
-	}
-	if err := md.RegisterWorkflowDef(ctx, &def, true, pinAdmin); err != nil {
-		t.Fatal(err)
-	}
+	md := maskedFlowMetadata(ctx, t)
 	authz := auth.NewAuthorizer(&fixedGrants{grants: []auth.Grant{{
 		Subject: auth.Subject{Type: auth.SubjectUser, ID: pinUser},
 		Target:  auth.Target{Type: auth.TargetWorkflowDef, ID: "masked_flow"},

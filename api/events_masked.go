@@ -1,0 +1,160 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/masking"
+	"github.com/flowvault/flowvault/schemas/conductor"
+)
+
+// An event handler is stored and shown as given, as a schedule is: a
+// start_workflow action's input setting a field its workflow masks
+// (maskedFields) to data of the handler's own is refused, and such a
+// field stored before its workflow came to mask it reads "***". Data
+// from the event ("${card}") is the started workflow's to seal, and the
+// expression is definition text, shown as written.
+
+// refuseMaskedHandlerInput refuses handlers whose start_workflow input
+// sets a field the workflow masks to data of its own. Fields are named
+// as the store names them: "[j].actions[i]…" in a list (listed), else
+// "actions[i]…".
+func (s *Server) refuseMaskedHandlerInput(ctx context.Context, handlers []*conductor.EventHandler, listed bool) error {
+	ve := &fault.ValidationError{}
+	for j, h := range handlers {
+		if h == nil {
+			continue
+		}
+		prefix := ""
+		if listed {
+			prefix = fmt.Sprintf("[%d].", j)
+		}
+		for i, a := range h.Actions {
+			fields, err := s.handlerMaskedFields(ctx, a)
+			if err != nil {
+				return err
+			}
+			for _, f := range fields {
+				ve.Add(fmt.Sprintf("%sactions[%d].%s.input.%s", prefix, i, a.Action, f), "%s",
+					"the workflow masks this field, and an event handler is stored in plain text: give it from the event (an expression such as ${"+f+"}), "+
+						"or store the value with PUT /api/secrets/{key} and reference it as ${workflow.secrets.NAME} in the workflow definition")
+			}
+		}
+	}
+	return ve.Err()
+}
+
+// maskedHandler returns h's JSON with each start_workflow input field
+// that its workflow masks, and that holds data of the handler's own,
+// reading "***", encoded again (its members then in name order); any
+// other as stored. A handler whose workflow's definition cannot be
+// looked up is not shown (maskedFields).
+func (s *Server) maskedHandler(ctx context.Context, h *conductor.EventHandler) (json.RawMessage, error) {
+	masked := map[int][]string{}
+	for i, a := range h.Actions {
+		fields, err := s.handlerMaskedFields(ctx, a)
+		if err != nil {
+			return nil, err
+		}
+		if len(fields) > 0 {
+			masked[i] = fields
+		}
+	}
+	if len(masked) == 0 {
+		return h.Raw, nil
+	}
+	var doc map[string]any
+	if err := conductor.Unmarshal(h.Raw, &doc); err != nil {
+		return nil, fmt.Errorf("event handler %s: %w", h.Name, err)
+	}
+	actions, _ := doc["actions"].([]any)
+	for i, fields := range masked {
+		action, _ := actions[i].(map[string]any)
+		params, _ := action[conductor.ActionStartWorkflow].(map[string]any)
+		input, _ := params["input"].(map[string]any)
+		params["input"] = masking.Fields(input, fields)
+	}
+	return json.Marshal(doc)
+}
+
+// handlerMaskedFields returns the fields of a start_workflow action's
+// input that its workflow masks and that hold data of the handler's own
+// (a value no expression over the event makes, at any depth). An action
+// whose workflow an expression names has none that can be known.
+func (s *Server) handlerMaskedFields(ctx context.Context, a conductor.EventAction) ([]string, error) {
+	input, _ := a.StartWorkflow["input"].(map[string]any)
+	if a.Action != conductor.ActionStartWorkflow || len(input) == 0 {
+		return nil, nil
+	}
+	req, ok := startedBy(a.StartWorkflow)
+	if !ok {
+		return nil, nil
+	}
+	fields, err := s.maskedFields(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, f := range fields {
+		if v, set := input[f]; set && ownData(v) {
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}
+
+// startedBy is the request naming the workflow a start_workflow action's
+// params start, when no expression names it: its inline definition, or
+// its name and version (the latest when an expression gives the version).
+func startedBy(params map[string]any) (*conductor.StartWorkflowRequest, bool) {
+	named := map[string]any{}
+	switch def, name := params[conductor.InlineWorkflowDef], params["name"]; {
+	case def != nil:
+		named[conductor.InlineWorkflowDef] = def
+	case ownData(name):
+		named["name"] = name
+		if v := params["version"]; ownData(v) {
+			named["version"] = v
+		}
+	default:
+		return nil, false
+	}
+	b, err := json.Marshal(named)
+	var req conductor.StartWorkflowRequest
+	if err == nil {
+		err = conductor.Unmarshal(b, &req)
+	}
+	if err != nil {
+		return nil, false
+	}
+	return &req, true
+}
+
+// ownData reports whether v holds a value no expression over the event
+// makes: a string without one, a number, a boolean.
+func ownData(v any) bool {
+	switch x := v.(type) {
+	case nil:
+		return false
+	case string:
+		return !strings.Contains(x, "${")
+	case map[string]any:
+		for _, e := range x {
+			if ownData(e) {
+				return true
+			}
+		}
+		return false
+	case []any:
+		for _, e := range x {
+			if ownData(e) {
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}
