@@ -322,10 +322,13 @@ func (c *outputCache) drop(ctx context.Context, key string) error {
 var errReplaced = errors.New("cached output replaced")
 
 // purge purges key if its last revision is rev (0: any), and counts an
-// output dropped; errReplaced if it is not, and nothing is written.
+// output dropped; errReplaced if it is not, and nothing is written. It
+// asks for the bucket as it is (existing), as drop does: making it
+// (bucket) updates a bucket another engine made to this engine's size
+// limit, which a server whose store does not fit it refuses.
 func (c *outputCache) purge(ctx context.Context, key string, rev uint64) error {
-	kv, err := c.bucket(ctx)
-	if err != nil {
+	kv, err := c.existing(ctx)
+	if err != nil || kv == nil {
 		return err
 	}
 	var opts []jetstream.KVDeleteOpt

@@ -2,8 +2,12 @@ package executor
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/internal/testutil"
@@ -16,17 +20,60 @@ import (
 // available" at every cacheConfig task, for good.
 func TestOutputCacheUnderASmallMaxStore(t *testing.T) {
 	t.Parallel()
+	ctx, l := openBoundedLog(t, 64<<20)
+	c := &outputCache{log: l}
+	if _, err := c.bucket(ctx); err != nil {
+		t.Fatalf("under a max store of %d bytes: %v", l.MaxStore(), err)
+	}
+}
+
+// openBoundedLog opens an embedded log whose store is bounded to
+// maxStore bytes, closed when the test ends, and a context for the test.
+func openBoundedLog(t *testing.T, maxStore int64) (context.Context, *eventlog.Log) {
+	t.Helper()
 	cfg := testutil.LogConfig(t.TempDir())
-	cfg.MaxStore = 64 << 20
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	cfg.MaxStore = maxStore
+	ctx := testutil.Context(t, 30*time.Second)
 	l, err := eventlog.Open(ctx, cfg, eventlog.Options{Logger: testutil.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	c := &outputCache{log: l}
-	if _, err := c.bucket(ctx); err != nil {
-		t.Fatalf("under a max store of %d bytes: %v", cfg.MaxStore, err)
+	t.Cleanup(func() { l.Close() })
+	return ctx, l
+}
+
+// A purge of a cached output (a decision's, recovery's, the compaction's)
+// leaves the cache bucket as it is, when it is the first this engine
+// makes of the cache: an engine under another --nats-max-store made it
+// with another size limit, and the purge made it again, updating the
+// limit to this engine's, which a server whose store does not fit the new
+// limit refuses, and with it the purge and the compaction waiting for it.
+func TestOutputCachePurgeKeepsTheBucketAsMade(t *testing.T) {
+	t.Parallel()
+	ctx, l := openBoundedLog(t, 64<<20)
+	// As an engine under a bound of 32 MiB made it.
+	made := cacheBytes(32 << 20)
+	kv, err := l.JetStream().CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: cacheBucket, History: 1, TTL: cacheMaxAge,
+		MaxBytes: made, Storage: jetstream.FileStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const key = "k"
+	if _, err := kv.Put(ctx, key, []byte(`{"expiresAt":1,"output":{"v":"found-secret-later"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	c := &outputCache{log: l, logger: testutil.Logger(t), counts: newMetrics(prometheus.NewRegistry()).cache}
+	if err := c.drop(ctx, key); err != nil {
+		t.Fatalf("drop: %v", err)
+	}
+	if _, err := kv.Get(ctx, key); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("get after the drop: %v, want no entry", err)
+	}
+	st, err := l.JetStream().Stream(ctx, "KV_"+cacheBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.CachedInfo().Config.MaxBytes; got != made {
+		t.Errorf("the bucket's size limit after the drop: %d bytes, want %d, as it was made (this engine's would be %d)", got, made, cacheBytes(l.MaxStore()))
 	}
 }
