@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/internal/natsurl"
 	"github.com/flowvault/flowvault/schemas"
 )
 
@@ -191,7 +192,7 @@ func Open(ctx context.Context, cfg Config, o Options) (*Log, error) {
 	nc, err := nats.Connect(url, nopts...)
 	if err != nil {
 		l.shutdownServer()
-		return nil, fmt.Errorf("connect nats: %w", err)
+		return nil, fmt.Errorf("connect nats: %w", natsurl.ParseError(err, withoutUserinfo))
 	}
 	l.nc = nc
 	r, err := newReplies(nc)

@@ -104,22 +104,32 @@ func TestConnectLogsAsyncErrors(t *testing.T) {
 }
 
 // A connection that fails names the servers it was given without their
-// URLs' userinfo, a token or a password: the caller logs the error.
+// URLs' userinfo, a token or a password: the caller logs the error. So
+// does one whose URL's userinfo does not parse (an unescaped '%' or a
+// space in a password), where net/url's error quotes the URL whole, and
+// an escape that does not decode its bytes.
 func TestConnectErrorQuotesNoCredentials(t *testing.T) {
 	t.Parallel()
 	creds := userCreds(t)
-	for _, url := range []string{
-		"nats://tok3n-Zq9vLm2pT8@127.0.0.1:1",
-		"nats://svc:p4ssw0rd-Zq9vLm2pT8@127.0.0.1:1",
-		"nats://127.0.0.2:1,nats://tok3n-Zq9vLm2pT8@127.0.0.1:1",
+	for _, tc := range []struct {
+		url       string
+		noServers bool // false: the URL does not parse
+	}{
+		{"nats://tok3n-Zq9vLm2pT8@127.0.0.1:1", true},
+		{"nats://svc:p4ssw0rd-Zq9vLm2pT8@127.0.0.1:1", true},
+		{"nats://127.0.0.2:1,nats://tok3n-Zq9vLm2pT8@127.0.0.1:1", true},
+		{"nats://svc:50%of-Zq9vLm2pT8@127.0.0.1:1", false},
+		{"nats://svc:p4ss Zq9vLm2pT8@127.0.0.1:1", false},
+		{"nats://127.0.0.2:1,nats://tok3n%Zq9vLm2pT8@127.0.0.1:1", false},
 	} {
-		nc, err := workers.Connect(url, creds)
+		nc, err := workers.Connect(tc.url, creds)
 		if err == nil {
 			nc.Close()
-			t.Fatalf("%s: connected, want it refused", url)
+			t.Fatalf("%s: connected, want it refused", tc.url)
 		}
-		if msg := err.Error(); !errors.Is(err, nats.ErrNoServers) || !strings.Contains(msg, "127.0.0.1:1") || strings.Contains(msg, "Zq9vLm2pT8") {
-			t.Errorf("connecting failed with %q, want no servers, named without their credentials", err)
+		msg := err.Error()
+		if errors.Is(err, nats.ErrNoServers) != tc.noServers || !strings.Contains(msg, "127.0.0.1:1") || strings.Contains(msg, "Zq9vLm2pT8") || strings.Contains(msg, "%of") {
+			t.Errorf("connecting failed with %q, want no servers %v, named without their credentials", err, tc.noServers)
 		}
 	}
 }

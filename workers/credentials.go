@@ -12,6 +12,7 @@ import (
 
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/internal/natsurl"
 )
 
 // inboxBase starts every worker's inbox prefix. It differs from the NATS
@@ -132,7 +133,7 @@ func Connect(url string, creds []byte, opts ...nats.Option) (*nats.Conn, error) 
 	copts = append(copts, nats.MaxReconnects(-1), nats.ErrorHandler(logAsyncError))
 	nc, err := nats.Connect(url, append(copts, opts...)...)
 	if err != nil {
-		return nil, fmt.Errorf("connect %s: %w", serverNames(url), err)
+		return nil, fmt.Errorf("connect %s: %w", serverNames(url), natsurl.ParseError(err, serverNames))
 	}
 	return nc, nil
 }

@@ -1,0 +1,33 @@
+package eventlog_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/flowvault/flowvault/eventlog"
+)
+
+// An external server's URL whose userinfo does not parse (a password
+// with an unescaped '%' or a space in it) fails the open naming the
+// server without its userinfo: net/url's error quotes the URL whole, and
+// an escape that does not decode its bytes, which the caller logs.
+func TestOpenErrorQuotesNoCredentials(t *testing.T) {
+	t.Parallel()
+	for _, url := range []string{
+		"nats://svc:50%of-Zq9vLm2pT8@127.0.0.1:1",
+		"nats://svc:p4ss Zq9vLm2pT8@127.0.0.1:1",
+		"nats://tok3n%Zq9vLm2pT8@127.0.0.1:1",
+	} {
+		cfg := eventlog.DefaultConfig()
+		cfg.URL = url
+		l, err := eventlog.Open(context.Background(), cfg, eventlog.Options{})
+		if err == nil {
+			l.Close()
+			t.Fatalf("%s: opened, want it refused", url)
+		}
+		if msg := err.Error(); !strings.Contains(msg, "127.0.0.1:1") || strings.Contains(msg, "Zq9vLm2pT8") || strings.Contains(msg, "%of") {
+			t.Errorf("opening failed with %q, want the server named without its credentials", err)
+		}
+	}
+}
