@@ -58,8 +58,13 @@ const (
 // start, which count past that wait (engine.TaskDeadlines), from states
 // that hold it (engine.Task.StartDelay): stored before, a task's state
 // lacks it and its deadline would be indexed before the time a tick
-// times it out.
-const layout = 8
+// times it out; 9 the cacheConfig keys of the definitions a task
+// completed under that an upgrade replaced (engine.Task.CacheKeys), which
+// the executor's purges of a cached output found secret start from, and
+// the ended workflows with no secrets key that mask a cached output on
+// the compaction list (engine.Workflow.AwaitsCompaction): stored before,
+// a state lacks the keys and the list those workflows.
+const layout = 9
 
 // The legacy compaction list shares its prefix with the task statistics
 // index (prefixTaskStat, "k/<len>…"), whose length byte sorts below every
