@@ -301,15 +301,18 @@ func Effects(w *Workflow, now int64) []Effect {
 // tellLate tells w's children again of the values w found to be secret
 // late: they may never have been told (w's engine stopped between the
 // record and its LookFor). Told again, a child that masks them records
-// nothing. A compacted workflow's _secrets ones are destroyed, and its
-// children were told long before.
+// nothing. A compacted workflow's _secrets ones are destroyed, its
+// _masked ones are not, and are told still: its compaction may come a few
+// seconds after the decision that found them, before that engine starts
+// again (a workflow with no secrets key is compacted when it masks a
+// cached output).
 func tellLate(w *Workflow) []Effect {
-	if w.Compacted || w.Removed {
+	if w.Removed {
 		return nil
 	}
 	var late []schemas.ResolvedRef
 	for _, ref := range w.Resolved {
-		if schemas.IsLateRef(ref.Name) && len(ref.Sealed) > 0 {
+		if schemas.IsLateRef(ref.Name) && len(ref.Sealed) > 0 && (!w.Compacted || ref.Kind == masking.KeyMasked) {
 			late = append(late, ref)
 		}
 	}

@@ -150,3 +150,39 @@ func TestFailureWorkflowsAreToldOfLateValues(t *testing.T) {
 		})
 	}
 }
+
+// Compaction empties the late refs sealed under the secrets key it
+// destroys and keeps those under _masked's. A workflow with no secrets
+// key is compacted when it masks a cached output, a few seconds after its
+// end (which the decision that found the value often is), maybe before an
+// engine that stopped between that record and its LookFor starts again:
+// its recovery still tells the children of the _masked values, the only
+// ones a compacted workflow holds, and keeps the workflow on the list of
+// those whose end it performs again.
+func TestRecoveryTellsTheChildrenOfLateValuesACompactionKeeps(t *testing.T) {
+	t.Parallel()
+	for _, kind := range []string{"_masked", "_secrets"} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, `{"name":"w","tasks":[{"name":"kid","taskReferenceName":"kid","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"k"}}]}`, nil)
+			kid := h.task("kid").SubWorkflowID
+			late := []schemas.ResolvedRef{{Kind: kind, Name: "late/0", Sealed: []byte{1, 2, 3}}}
+			h.decide(engine.ValuesFound{Masked: &schemas.ValuesMasked{Paths: []string{"task/" + h.task("kid").ID + "/input.v"}, Sealed: late}})
+			h.decide(engine.ChildFinished{ChildID: kid, Name: "k", Version: 1, Status: conductor.WorkflowCompleted})
+			h.decide(engine.Compact{})
+			if !h.w.Compacted {
+				t.Fatal("not compacted")
+			}
+			var want []engine.LookFor
+			if kind == "_masked" {
+				want = []engine.LookFor{{WorkflowID: kid, From: h.w.ID, SecretsKey: h.w.SecretsKey, Sealed: late}}
+			}
+			if listed := engine.HasTerminalEffects(h.w); listed != (want != nil) {
+				t.Errorf("on recovery's list of ended workflows: %v, want %v", listed, want != nil)
+			}
+			if looks := effectsOf[engine.LookFor](h.decide(engine.Reconcile{})); !reflect.DeepEqual(looks, want) {
+				t.Errorf("recovery tells %+v, want %+v", looks, want)
+			}
+		})
+	}
+}
