@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -157,12 +158,23 @@ func (m *memo) setPendingKey(id string, epoch int) {
 // newline or a pasted space reaches text without it (Go's net/http sends
 // an HTTP task's header value trimmed, and a server echoes it so; a
 // worker strips it before it uses or logs it), where a search for v finds
-// nothing. Each is public or not on its own: a definition may spell the
-// trimmed value.
+// nothing. A v holding %XX escapes is remembered decoded too, with every
+// form of its own: in an HTTP task's uri before the '@', Go decodes it
+// and sends it base64-encoded in the Basic Authorization header, which
+// redaction's forms of v (the decoded text alone) do not find. Each is
+// public or not on its own: a definition may spell the trimmed or the
+// decoded value.
 func (m *memo) add(v []byte) {
 	m.addValue(v)
 	if t := bytes.TrimSpace(v); len(t) < len(v) {
 		m.addValue(t)
+	}
+	if bytes.IndexByte(v, '%') >= 0 {
+		// As url.Parse decodes a userinfo: one invalid escape and Go
+		// refuses the uri, and sends nothing.
+		if d, err := url.PathUnescape(string(v)); err == nil && len(d) < len(v) {
+			m.addValue([]byte(d))
+		}
 	}
 }
 
