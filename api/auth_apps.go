@@ -90,9 +90,13 @@ func (s *Server) listApplications(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, apps)
 		return
 	}
+	// Each is decided on its creator and tags as listed, the state shown,
+	// not on its record when the check reads it: one tagged or untagged
+	// meanwhile would be shown as listed to whom its new tags let read it.
 	visible := []auth.Application{}
 	for _, a := range apps {
-		if s.authorize(r, auth.Read, appTarget(a.ID)) == nil {
+		listed := auth.Resource{Target: appTarget(a.ID), Describer: auth.Described{Tags: auth.TagNames(a.Tags), Creator: a.CreatedBy}}
+		if s.authorizeOn(r, auth.Read, listed) == nil {
 			visible = append(visible, a)
 		}
 	}

@@ -27,17 +27,25 @@ func (src scheduleSource) Describe(ctx context.Context, t auth.Target) ([]string
 	return auth.TagNames(tags), creator, err
 }
 
-// listedMeanwhile is the schedules, changed once as soon as a listing has
-// read them.
-type listedMeanwhile struct {
-	*scheduler.Store
+// changedOnce is a change made once, as soon as a listing has read what
+// it lists.
+type changedOnce struct {
 	once   *sync.Once
 	change func()
 }
 
+func (m changedOnce) listed() { m.once.Do(m.change) }
+
+// listedMeanwhile is the schedules, changed once as soon as a listing has
+// read them.
+type listedMeanwhile struct {
+	*scheduler.Store
+	changedOnce
+}
+
 func (l listedMeanwhile) List(ctx context.Context, workflowName string) ([]*conductor.WorkflowSchedule, error) {
 	list, err := l.Store.List(ctx, workflowName)
-	l.once.Do(l.change)
+	l.listed()
 	return list, err
 }
 
@@ -90,7 +98,7 @@ func TestScheduleListingDecidesOnTheListedState(t *testing.T) {
 				authz.Register(auth.TargetWorkflowSchedule, scheduleSource{s})
 				srv := httptest.NewServer(api.New(api.Deps{
 					Logger:     testutil.Logger(t),
-					Schedules:  listedMeanwhile{Store: s, once: &sync.Once{}, change: change},
+					Schedules:  listedMeanwhile{Store: s, changedOnce: changedOnce{&sync.Once{}, change}},
 					Authorizer: authz,
 					Tokens:     tokenPrincipals{"token": {ID: tc.who, Roles: []string{auth.RoleUser}}},
 				}))
