@@ -230,7 +230,21 @@ func (e *Executor) performOne(ctx context.Context, eff engine.Effect) error {
 		}
 		return e.reportChild(ctx, eff.ParentWorkflowID, child)
 	case engine.ReopenParent:
-		return e.submitQuietly(ctx, eff.ParentWorkflowID, eff.Child)
+		_, err := e.Submit(ctx, eff.ParentWorkflowID, eff.Child, Meta{})
+		if errors.Is(err, fault.ErrConflict) {
+			// The parent refused the news (a rerun it can no longer make
+			// from the task that ran the child, a definition it cannot
+			// read): the child runs again, and nothing waits for it.
+			// Said, not retried, as the answer would not change. Ids
+			// only: the refusal's text names the parent's task.
+			e.cfg.Logger.Warn("parent refused the news of its sub-workflow run again",
+				logkey.WorkflowID, eff.ParentWorkflowID, logkey.Child, eff.Child.ChildID)
+			return nil
+		}
+		if errors.Is(err, fault.ErrNotFound) {
+			return nil // the parent is gone
+		}
+		return err
 	case engine.LookFor:
 		return e.submitQuietly(ctx, eff.WorkflowID, engine.ValuesFound{From: eff.From, SecretsKey: eff.SecretsKey, Sealed: eff.Sealed})
 	case engine.CheckChild:

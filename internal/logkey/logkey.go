@@ -42,4 +42,5 @@ const (
 	Free       = "free"       // bytes free on a file system
 	Need       = "need"       // bytes a file system must have free
 	Consumer   = "consumer"   // a JetStream durable consumer's name
+	Child      = "child_id"   // a sub-workflow's id, beside its parent's WorkflowID
 )
