@@ -750,6 +750,74 @@ func (e *env) waitCompacted(id string) {
 	})
 }
 
+// A task's log line sent once its workflow ended and was compacted (a
+// worker still running when the workflow was terminated) is refused (409)
+// when the compaction destroyed what redaction would look for in it: the
+// workflow's secrets key. One with no key, compacted only to purge the
+// cached output it masks (found secret by _masked alone), lost nothing:
+// its line is taken, and redacted, as it was before such workflows were
+// compacted.
+func TestLateLogLineOfACompactedWorkflow(t *testing.T) {
+	t.Parallel()
+	e := compactingEnv(t, time.Second)
+	const token = "late-line-token-Hq52mZ"
+	e.register(`{"name":"ll_keyless","tasks":[
+	  {"name":"ll_token","taskReferenceName":"a","inputParameters":{"k":"x"},"cacheConfig":{"key":"${k}","ttlInSecond":600}},
+	  {"name":"gate","taskReferenceName":"gate","type":"WAIT"},
+	  {"name":"ll_hold_keyless","taskReferenceName":"h","inputParameters":{"_masked":{"t":"${a.output.token}"}}}]}`,
+		`{"name":"ll_keyed","tasks":[
+	  {"name":"ll_hold_keyed","taskReferenceName":"h","inputParameters":{"_secrets":{"t":"${workflow.input._secrets.t}"}}}]}`)
+	e.work("ll_token", 1, func(context.Context, *conductor.Task) (workers.Output, error) {
+		return workers.Output{Data: map[string]any{"token": token}}, nil
+	})
+	for _, tc := range []struct {
+		name  string
+		input map[string]any
+		want  int
+	}{
+		{"keyless", nil, http.StatusNoContent},
+		{"keyed", map[string]any{"_secrets": map[string]any{"t": token}}, http.StatusConflict},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := e.start("ll_"+tc.name, tc.input)
+			if tc.name == "keyless" {
+				// h finds a's output secret by a decision of its own, after
+				// the one that cached it.
+				testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+					if gate := taskByRef(e.workflow(id), "gate"); gate == nil || gate.Status != conductor.TaskInProgress {
+						return errors.New("a has not completed yet")
+					}
+					return nil
+				})
+				e.must(http.StatusOK, "POST", "/api/tasks/"+id+"/gate/COMPLETED", nil)
+			}
+			held := e.takeOne("ll_hold_" + tc.name)
+			e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+id, nil)
+			e.waitStatus(id, conductor.WorkflowTerminated)
+			e.waitCompacted(id)
+			if keyed := e.secretsKeyOrNone(id) != ""; keyed != (tc.name == "keyed") {
+				t.Fatalf("the workflow recorded a secrets key: %t", keyed)
+			}
+			status, body := e.do("POST", "/api/tasks/"+held.TaskID+"/log", `"late `+token+`"`)
+			if status != tc.want {
+				t.Fatalf("a late log line: %d %s, want %d", status, body, tc.want)
+			}
+			for _, ev := range e.events(id) {
+				if l, ok := ev.(*schemas.TaskLogged); ok && strings.Contains(strings.Join(l.Lines, "\n"), token) {
+					t.Errorf("the log line is recorded with the token in plain text")
+				}
+			}
+			logs := e.must(http.StatusOK, "GET", "/api/tasks/"+held.TaskID+"/log", nil)
+			if strings.Contains(logs, token) {
+				t.Errorf("the task's log shows the token: %s", logs)
+			}
+			if want := tc.want == http.StatusNoContent; strings.Contains(logs, "late ***") != want {
+				t.Errorf("the task's log %s; want the late line in it, redacted: %t", logs, want)
+			}
+		})
+	}
+}
+
 // What a workflow's definition holds is not secret from anyone who reads
 // the definition, so redaction does not rewrite it in what the workflow
 // stores: a secret's name an UPDATE_SECRET wrote and a later task reads,

@@ -153,7 +153,7 @@ func apply(w *Workflow, ev schemas.Event, own fresh) (*Workflow, error) {
 		if e.Key != w.SecretsKey {
 			// A new key (one compacted workflow sealed again): compacted
 			// in its turn.
-			w.Compacted = false
+			w.Compacted, w.ShreddedNothing = false, false
 		}
 		w.SealsSecrets, w.SecretsKey = true, e.Key
 	case *schemas.ValuesMasked:
@@ -162,7 +162,7 @@ func apply(w *Workflow, ev schemas.Event, own fresh) (*Workflow, error) {
 			// it masked then: those this finding's decision performed may
 			// have failed, and only a compaction is tried until it is
 			// recorded (AwaitsCompaction).
-			w.Compacted = false
+			w.Compacted, w.ShreddedNothing = false, false
 		}
 		for _, p := range slices.Concat(e.Paths, e.Shred, prefixed(shredPrefix, e.Shred)) {
 			if !slices.Contains(w.MaskedPaths, p) {
@@ -400,7 +400,7 @@ func applyReset(w *Workflow, e *schemas.WorkflowReset) error {
 		// from now on goes under a new key, compacted in its turn.
 		w.SealsSecrets, w.SecretsKey = false, ""
 	}
-	w.Compacted = false
+	w.Compacted, w.ShreddedNothing = false, false
 	w.Status, w.UpdateTime = conductor.WorkflowRunning, e.Time
 	w.EndTime, w.Reason, w.Output = 0, "", map[string]any{}
 	if !e.KeepsFailedTask {
@@ -546,18 +546,21 @@ func addRefs(dst, refs []schemas.ResolvedRef) []schemas.ResolvedRef {
 // Orkes documents.
 func applyCompacted(w *Workflow) {
 	w.Compacted = true
-	w.Input, _ = shred(w.Input)
-	w.Output, _ = shred(w.Output)
-	w.Variables, _ = shred(w.Variables)
-	w.Resolved, _ = shredRefs(w.Resolved)
+	in, inShredded := shred(w.Input)
+	out, outShredded := shred(w.Output)
+	vars, varsShredded := shred(w.Variables)
+	refs, refsShredded := shredRefs(w.Resolved)
+	w.Resolved = refs
+	shredded := inShredded || outShredded || varsShredded || refsShredded
 	// Most workflows mark nothing kept for shredding: no task's paths are
 	// made to look for it (two strings a task, a quarter of the fold).
 	kept := slices.ContainsFunc(w.MaskedPaths, func(p string) bool { return strings.HasPrefix(p, shredPrefix) })
 	if kept {
-		w.Input = shredKept(w, "input", w.Input)
-		w.Output = shredKept(w, "output", w.Output)
-		w.Variables = shredKept(w, "variables", w.Variables)
+		keptIn, keptOut, keptVars := shredKept(w, "input", in), shredKept(w, "output", out), shredKept(w, "variables", vars)
+		shredded = shredded || !SameMap(keptIn, in) || !SameMap(keptOut, out) || !SameMap(keptVars, vars)
+		in, out, vars = keptIn, keptOut, keptVars
 	}
+	w.Input, w.Output, w.Variables = in, out, vars
 	for i, t := range w.Tasks {
 		in, inShredded := shred(t.Input)
 		out, outShredded := shred(t.Output)
@@ -568,11 +571,15 @@ func applyCompacted(w *Workflow) {
 			cfg, cfgShredded = shredKeptConfig(w, t)
 		}
 		if inShredded || outShredded || refsShredded || cfgShredded || !SameMap(keptIn, in) || !SameMap(keptOut, out) {
+			shredded = true
 			c := *t
 			c.Input, c.Output, c.Resolved, c.Config = keptIn, keptOut, refs, cfg
 			w.Tasks[i] = &c
 		}
 	}
+	// Nothing shredded, and no key recorded: the state holds all it did,
+	// so redaction still looks for every value it looked for before.
+	w.ShreddedNothing = !shredded && !w.SealsSecrets
 }
 
 // ReasonPath is the path (schemas.ValuesMasked.Texts) of a task's reason,

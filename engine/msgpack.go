@@ -92,7 +92,7 @@ func (w *Workflow) encode(e *msgpack.Encoder, whole bool) error {
 	f.MapLen(14, w.CorrelationID != "", w.Priority != 0, len(w.TaskToDomain) > 0, w.CreatedBy != "", len(w.AlsoRunsAs) > 0,
 		w.ParentWorkflowID != "", w.ParentWorkflowTaskID != "", w.Depth != 0, w.IdempotencyKey != "", w.Reason != "",
 		len(w.FailedTaskRefs) > 0, len(w.FailedTaskNames) > 0, w.FailedTaskID != "", w.EndTime != 0, w.LastRetriedTime != 0,
-		w.ResetTime != 0, w.ResumeTime != 0, w.NoFailureWorkflow, len(w.FailureWorkflows) > 0, w.Epoch != 0, w.RerunUpTo != "", w.Removed, w.Archived, w.SealsSecrets, w.Compacted, w.SecretsKey != "", len(w.MaskedPaths) > 0, w.Unsealed, len(w.Resolved) > 0,
+		w.ResetTime != 0, w.ResumeTime != 0, w.NoFailureWorkflow, len(w.FailureWorkflows) > 0, w.Epoch != 0, w.RerunUpTo != "", w.Removed, w.Archived, w.SealsSecrets, w.Compacted, w.ShreddedNothing, w.SecretsKey != "", len(w.MaskedPaths) > 0, w.Unsealed, len(w.Resolved) > 0,
 		w.Event != "", w.RateLimited, w.RateLimitKey != "", w.Queued)
 	f.Str("id", w.ID, false)
 	f.Str("name", w.Name, false)
@@ -132,6 +132,7 @@ func (w *Workflow) encode(e *msgpack.Encoder, whole bool) error {
 	f.Bool("arch", w.Archived)
 	f.Bool("sealsSecrets", w.SealsSecrets)
 	f.Bool("compacted", w.Compacted)
+	f.Bool("shreddedNothing", w.ShreddedNothing)
 	f.Str("secretsKey", w.SecretsKey, true)
 	f.Value("masked", w.MaskedPaths, len(w.MaskedPaths) == 0)
 	f.Bool("unsealed", w.Unsealed)

@@ -86,6 +86,13 @@ type Workflow struct {
 	// in Apply).
 	SealsSecrets bool `msgpack:"sealsSecrets,omitempty"`
 	Compacted    bool `msgpack:"compacted,omitempty"`
+	// ShreddedNothing is set with Compacted when the compaction took
+	// nothing out of the state (a workflow with no key, compacted for its
+	// purges): redaction still looks for every value it looked for
+	// before, so a task's late log line can be taken. A compaction of
+	// data sealed under a key recorded by no workflow.secrets_sealed
+	// (written before it existed) shreds it, and leaves it unset.
+	ShreddedNothing bool `msgpack:"shreddedNothing,omitempty"`
 	// SecretsKey is the id of the secrets key, as SecretsSealed recorded
 	// it; empty for a key named after the workflow.
 	SecretsKey string `msgpack:"secretsKey,omitempty"`

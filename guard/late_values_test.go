@@ -145,37 +145,71 @@ func TestMemoClearedBetweenHandOffAndTake(t *testing.T) {
 // A worker still running when its workflow was terminated logs the value
 // it was given after compaction destroyed the workflow's secrets key: the
 // memo rebuilt for that decision can open nothing, and the line would be
-// stored in plaintext. It is refused.
-func TestLogLineAfterCompactionRefused(t *testing.T) {
+// stored in plaintext. It is refused, also for a workflow compacted before
+// workflow.secrets_sealed existed, which records no key. One with no key
+// (given the value under _masked, compacted for the purges of the cached
+// outputs it masks) lost nothing: its line is taken, redacted by a memo
+// rebuilt from the compacted state.
+func TestLogLineAfterCompaction(t *testing.T) {
 	ctx, keys := openKeys(t)
 	const value = "sk-live-998877665544"
-	g := New(Config{Keys: keys, Secrets: fakeSecrets{}, Authz: allowAll{}})
-	var w *engine.Workflow
-	apply := func(events ...schemas.Event) {
-		t.Helper()
-		dec, err := g.Protect(ctx, w, engine.Decision{Events: events})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, ev := range dec.Events {
-			if w, err = engine.Apply(w, ev); err != nil {
-				t.Fatal(err)
+	for _, tc := range []struct {
+		name, block string
+		// recorded says whether workflow.secrets_sealed is folded.
+		recorded bool
+		refused  bool
+	}{
+		{"secrets_key", masking.KeySecrets, true, true},
+		{"secrets_key_recorded_nowhere", masking.KeySecrets, false, true},
+		{"no_key", masking.KeyMasked, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := New(Config{Keys: keys, Secrets: fakeSecrets{}, Authz: allowAll{}})
+			wfID := "wf-late-" + tc.name
+			var w *engine.Workflow
+			apply := func(events ...schemas.Event) {
+				t.Helper()
+				dec, err := g.Protect(ctx, w, engine.Decision{Events: events})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, ev := range dec.Events {
+					if _, sealed := ev.(*schemas.SecretsSealed); sealed && !tc.recorded {
+						continue
+					}
+					if w, err = engine.Apply(w, ev); err != nil {
+						t.Fatal(err)
+					}
+				}
 			}
-		}
-	}
-	apply(&schemas.WorkflowStarted{WorkflowID: "wf-late", Name: "w", Version: 1,
-		Def: []byte(`{"name":"w","version":1,"tasks":[{"name":"call","taskReferenceName":"call"}]}`), Time: 1},
-		&schemas.TaskScheduled{TaskID: "t1", Ref: "call", Name: "call", Type: "SIMPLE", Status: "SCHEDULED",
-			Input: map[string]any{"_secrets": map[string]any{"k": value}}, Time: 1})
-	apply(&schemas.TaskStarted{TaskID: "t1", WorkerID: "w1", Time: 2})
-	apply(&schemas.WorkflowStatusChanged{Status: conductor.WorkflowTerminated, Reason: "stop", Time: 3})
-	apply(&schemas.WorkflowCompacted{Time: 4})
-	if err := keys.DestroyKey(ctx, secretsKeyOf(w)); err != nil {
-		t.Fatal(err)
-	}
-	dec, err := g.Protect(ctx, w, engine.Decision{Events: []schemas.Event{&schemas.TaskLogged{TaskID: "t1", Lines: []string{"late: " + value}}}})
-	if !errors.Is(err, fault.ErrConflict) {
-		t.Fatalf("a log line after compaction: %v, %v", dec.Events, err)
+			apply(&schemas.WorkflowStarted{WorkflowID: wfID, Name: "w", Version: 1,
+				Def: []byte(`{"name":"w","version":1,"tasks":[{"name":"call","taskReferenceName":"call"}]}`), Time: 1},
+				&schemas.TaskScheduled{TaskID: "t1", Ref: "call", Name: "call", Type: "SIMPLE", Status: "SCHEDULED",
+					Input: map[string]any{tc.block: map[string]any{"k": value}}, Time: 1})
+			apply(&schemas.TaskStarted{TaskID: "t1", WorkerID: "w1", Time: 2})
+			apply(&schemas.WorkflowStatusChanged{Status: conductor.WorkflowTerminated, Reason: "stop", Time: 3})
+			apply(&schemas.WorkflowCompacted{Time: 4})
+			if w.SealsSecrets != tc.recorded {
+				t.Fatalf("seals secrets %t, want %t", w.SealsSecrets, tc.recorded)
+			}
+			if tc.block == masking.KeySecrets {
+				if err := keys.DestroyKey(ctx, secretsKeyOf(w)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Another engine's guard: its memo is rebuilt from the state.
+			other := New(Config{Keys: keys, Secrets: fakeSecrets{}, Authz: allowAll{}})
+			dec, err := other.Protect(ctx, w, engine.Decision{Events: []schemas.Event{&schemas.TaskLogged{TaskID: "t1", Lines: []string{"late: " + value}}}})
+			switch {
+			case tc.refused && !errors.Is(err, fault.ErrConflict):
+				t.Fatalf("a log line after compaction: %v, %v; want it refused", dec.Events, err)
+			case tc.refused:
+			case err != nil:
+				t.Fatalf("a log line after compaction: %v; want it taken", err)
+			case dec.Events[0].(*schemas.TaskLogged).Lines[0] != "late: "+masking.Mask:
+				t.Fatalf("the log line is stored as %q", dec.Events[0].(*schemas.TaskLogged).Lines[0])
+			}
+		})
 	}
 }
 

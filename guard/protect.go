@@ -45,13 +45,14 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, dec engine
 		g.forget(wfID)
 		return dec, nil
 	}
-	if before != nil && before.Compacted && endsEnded(before, events) && slices.ContainsFunc(events, func(ev schemas.Event) bool {
+	if before != nil && before.Compacted && !before.ShreddedNothing && endsEnded(before, events) && slices.ContainsFunc(events, func(ev schemas.Event) bool {
 		_, logged := ev.(*schemas.TaskLogged)
 		return logged
 	}) {
 		// Its secrets key is destroyed: what its tasks were given can no
 		// longer be looked for, and a worker still running (the workflow
-		// was terminated under it) would write it in plaintext.
+		// was terminated under it) would write it in plaintext. One
+		// compacted only for its purges lost nothing redaction reads.
 		return engine.Decision{}, fault.Conflict("workflow %s has ended and its secrets were destroyed (compacted): its tasks take no more log lines", wfID)
 	}
 	m := g.memoFor(wfID)

@@ -62,8 +62,10 @@ const (
 // completed under that an upgrade replaced (engine.Task.CacheKeys), which
 // the executor's purges of a cached output found secret start from, and
 // the ended workflows with no secrets key that mask a cached output on
-// the compaction list (engine.Workflow.AwaitsCompaction): stored before,
-// a state lacks the keys and the list those workflows.
+// the compaction list (engine.Workflow.AwaitsCompaction), and whether a
+// compaction shredded nothing (engine.Workflow.ShreddedNothing, without
+// which a task's late log line is refused): stored before, a state lacks
+// the keys and that mark, and the list those workflows.
 const layout = 9
 
 // The legacy compaction list shares its prefix with the task statistics
