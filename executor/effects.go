@@ -520,10 +520,13 @@ func (e *Executor) startWorkflowEffect(ctx context.Context, eff engine.StartWork
 	case err == nil:
 		return nil
 	case errors.Is(err, fault.ErrStale):
-		// The inline definition's name moved since its check: the task
-		// fails, as a start refused, and its retry is checked on the
-		// name as it is then.
-		return e.childFailed(ctx, eff, err.Error())
+		// The inline definition's name moved since its check, and
+		// nothing started: the effect, retried, checks the start again
+		// on the name as it is, where failing the task would fail a
+		// parent whose start its check allows (the name registered by
+		// its own principal meanwhile), and read another engine's start
+		// of the child that landed as none.
+		return err
 	case errors.Is(err, fault.ErrConflict): // started meanwhile
 		_, err := e.reportExisting(ctx, eff)
 		return err

@@ -18,6 +18,7 @@ import (
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/projections/executions/query"
+	"github.com/flowvault/flowvault/scheduler"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -72,15 +73,24 @@ func inline(t *testing.T, flow string) *conductor.WorkflowDef {
 	return def
 }
 
-// movedSinceChecked is what a start refused so says.
-const movedSinceChecked = "since the start was checked"
+// mayNotUpdate is what alice's check of a start under a name moved to
+// the admin says, checked again after the refusal.
+const mayNotUpdate = "alice may not UPDATE"
+
+// ownRegistration is alice registering the name of her inline
+// fresh_flow herself (its task "alices_fresh_step"), which her check,
+// asked again, allows: CREATE, and UPDATE of her own definition.
+func (p *pinned) ownRegistration(ctx context.Context) error {
+	return p.register(ctx, "fresh_flow", "alice", "alices_fresh_step")
+}
 
 // A schedule's inline definition starts under its name as the owner's
 // check saw it: registered by the admin, or passed to them, between the
-// check and the start, the run is recorded FAILED saying so, where the
-// workflow ran under the admin's name (theirs to read, their idempotency
-// keys') on a decision that asked alice CREATE alone, or UPDATE of her
-// own definition.
+// check and the start, the start is refused, and the run, checked again,
+// is recorded FAILED as alice's start refused, where the workflow ran
+// under the admin's name (theirs to read, their idempotency keys') on a
+// decision that asked alice CREATE alone, or UPDATE of her own
+// definition.
 func TestScheduleRefusesAnInlineStartWhoseNameMovedSinceItsCheck(t *testing.T) {
 	t.Parallel()
 	eachMove(t, func(t *testing.T, ctx context.Context, p *pinned, mv nameMove) {
@@ -91,71 +101,66 @@ func TestScheduleRefusesAnInlineStartWhoseNameMovedSinceItsCheck(t *testing.T) {
 		}
 		// A conflict alone reads to the firer as its claim's start
 		// landed already: the run would show started, and nothing ran.
-		var run conductor.ScheduleExecution
-		testutil.Eventually(t, 30*time.Second, 10*time.Millisecond, func() error {
-			runs, _, err := schedules.Executions(ctx, query.Search{Size: 100}, nil)
-			if err != nil {
-				return err
-			}
-			for _, run = range runs {
-				if run.ExecutionID == a.asked && run.State != "POLLED" {
-					return nil
-				}
-			}
-			return fmt.Errorf("the run of %s is not recorded yet", a.asked)
-		})
-		if run.State != "FAILED" || !strings.Contains(run.Reason, movedSinceChecked) {
-			t.Fatalf("the run is %s (%q), want FAILED saying the name moved", run.State, run.Reason)
+		run := recordedRun(t, ctx, schedules, a.asked)
+		if run.State != "FAILED" || !strings.Contains(run.Reason, mayNotUpdate) {
+			t.Fatalf("the run is %s (%q), want FAILED saying %s", run.State, run.Reason, mayNotUpdate)
+		}
+		if wf, err := p.exec.State(ctx, a.asked); err != nil || wf != nil {
+			t.Fatalf("workflow %s = %v, %v; want none", a.asked, wf, err)
 		}
 	})
 }
 
+// A schedule's start refused because its inline definition's name moved
+// since its check is checked again on the name as it is, and starts
+// where that allows it: alice registering her fresh_flow herself as it
+// fires does not lose the run, where it was recorded FAILED saying the
+// name moved.
+func TestScheduleChecksAgainAnInlineStartWhoseNameMovedSinceItsCheck(t *testing.T) {
+	t.Parallel()
+	ctx := testutil.Context(t, time.Minute)
+	p := newPinned(t, ctx)
+	req := &conductor.StartWorkflowRequest{Name: "fresh_flow", WorkflowDef: inline(t, "fresh_flow")}
+	a, schedules := p.firstFire(t, ctx, req, p.ownRegistration)
+	if !errors.Is(a.err, fault.ErrStale) {
+		t.Fatalf("start = %q, %v; want it refused, stale", a.id, a.err)
+	}
+	if run := recordedRun(t, ctx, schedules, a.asked); run.State != "EXECUTED" {
+		t.Fatalf("the run is %s (%q), want EXECUTED", run.State, run.Reason)
+	}
+	p.ranAsAlice(t, ctx, a.asked, "inline_step")
+}
+
+// recordedRun waits until the run of schedules that starts workflow id
+// is recorded, and returns it.
+func recordedRun(t *testing.T, ctx context.Context, schedules *scheduler.Store, id string) conductor.ScheduleExecution {
+	t.Helper()
+	var run conductor.ScheduleExecution
+	testutil.Eventually(t, 30*time.Second, 10*time.Millisecond, func() error {
+		runs, _, err := schedules.Executions(ctx, query.Search{Size: 100}, nil)
+		if err != nil {
+			return err
+		}
+		for _, run = range runs {
+			if run.ExecutionID == id && run.State != "POLLED" {
+				return nil
+			}
+		}
+		return fmt.Errorf("the run of %s is not recorded yet", id)
+	})
+	return run
+}
+
 // A SUB_WORKFLOW's inline definition (subWorkflowDef) starts under its
 // name as the check of its starter's principals saw it: registered by the
-// admin, or passed to them, between the check and the start, the task
-// fails saying so, where the child ran under the admin's name on a
-// decision that asked alice CREATE alone, or UPDATE of her own definition.
+// admin, or passed to them, between the check and the start, the start
+// is refused, and the task, checked again, fails as alice's start
+// refused, where the child ran under the admin's name on a decision that
+// asked alice CREATE alone, or UPDATE of her own definition.
 func TestSubWorkflowRefusesAnInlineStartWhoseNameMovedSinceItsCheck(t *testing.T) {
 	t.Parallel()
 	eachMove(t, func(t *testing.T, ctx context.Context, p *pinned, mv nameMove) {
-		p.exec.SetStartCheck(changingAfter(t, p.check, mv.flow, mv.on(p)))
-		var parent conductor.WorkflowDef
-		if err := conductor.Unmarshal([]byte(`{"name":"parent","tasks":[{"name":"s","taskReferenceName":"s","type":"SUB_WORKFLOW",
-		  "subWorkflowParam":{"name":"`+mv.flow+`","workflowDefinition":`+string(inline(t, mv.flow).Raw)+`}}]}`), &parent); err != nil {
-			t.Fatal(err)
-		}
-		id, _, err := p.exec.StartWorkflow(ctx, conductor.StartWorkflowRequest{Name: "parent", WorkflowDef: &parent},
-			executor.StartOptions{CreatedBy: "alice"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var status, reason, childID string
-		testutil.Eventually(t, 30*time.Second, 10*time.Millisecond, func() error {
-			wf, err := p.exec.State(ctx, id)
-			if err != nil {
-				return err
-			}
-			if len(wf.Tasks) == 0 {
-				return fmt.Errorf("workflow %s has no task yet", id)
-			}
-			task := wf.Tasks[0]
-			status, reason, childID = task.Status, task.Reason, task.SubWorkflowID
-			if !task.Active() {
-				return nil
-			}
-			if childID != "" {
-				if w, err := p.exec.State(ctx, childID); err != nil || w != nil {
-					return err
-				}
-			}
-			return fmt.Errorf("the SUB_WORKFLOW is %s, its child not started", status)
-		})
-		var child *engine.Workflow
-		if childID != "" {
-			if child, err = p.exec.State(ctx, childID); err != nil {
-				t.Fatal(err)
-			}
-		}
+		status, reason, child := p.subWorkflowOf(t, ctx, mv.flow, mv.on(p))
 		switch {
 		case !mv.refused && child == nil:
 			t.Fatalf("the SUB_WORKFLOW ended %s (%q) without a child, want it started", status, reason)
@@ -163,10 +168,73 @@ func TestSubWorkflowRefusesAnInlineStartWhoseNameMovedSinceItsCheck(t *testing.T
 			p.ranAsAlice(t, ctx, child.ID, "inline_step")
 		case child != nil:
 			t.Fatalf("the child started, running %v as %v; want the SUB_WORKFLOW refused", child.Name, child.Principals())
-		case status != conductor.TaskFailed || !strings.Contains(reason, movedSinceChecked):
-			t.Fatalf("the SUB_WORKFLOW is %s (%q), want FAILED saying the name moved", status, reason)
+		case status != conductor.TaskFailed || !strings.Contains(reason, mayNotUpdate):
+			t.Fatalf("the SUB_WORKFLOW is %s (%q), want FAILED saying %s", status, reason, mayNotUpdate)
 		}
 	})
+}
+
+// A SUB_WORKFLOW's start refused because its inline definition's name
+// moved since its check is checked again on the name as it is, and
+// starts where that allows it: alice registering her fresh_flow herself
+// as her workflow starts it does not fail the task, where it failed
+// saying the name moved.
+func TestSubWorkflowChecksAgainAnInlineStartWhoseNameMovedSinceItsCheck(t *testing.T) {
+	t.Parallel()
+	ctx := testutil.Context(t, time.Minute)
+	p := newPinned(t, ctx)
+	status, reason, child := p.subWorkflowOf(t, ctx, "fresh_flow", p.ownRegistration)
+	if child == nil {
+		t.Fatalf("the SUB_WORKFLOW ended %s (%q) without a child, want it started", status, reason)
+	}
+	p.ranAsAlice(t, ctx, child.ID, "inline_step")
+}
+
+// subWorkflowOf starts alice's workflow whose one task is a SUB_WORKFLOW
+// of her inline definition of flow, where change lands between the
+// check of the child's start and the start, and returns the task's
+// status and reason once its child started or it ended, and the child
+// (nil: none started).
+func (p *pinned) subWorkflowOf(t *testing.T, ctx context.Context, flow string, change func(context.Context) error) (status, reason string, child *engine.Workflow) {
+	t.Helper()
+	p.exec.SetStartCheck(changingAfter(t, p.check, flow, change))
+	var parent conductor.WorkflowDef
+	if err := conductor.Unmarshal([]byte(`{"name":"parent","tasks":[{"name":"s","taskReferenceName":"s","type":"SUB_WORKFLOW",
+	  "subWorkflowParam":{"name":"`+flow+`","workflowDefinition":`+string(inline(t, flow).Raw)+`}}]}`), &parent); err != nil {
+		t.Fatal(err)
+	}
+	id, _, err := p.exec.StartWorkflow(ctx, conductor.StartWorkflowRequest{Name: "parent", WorkflowDef: &parent},
+		executor.StartOptions{CreatedBy: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var childID string
+	testutil.Eventually(t, 30*time.Second, 10*time.Millisecond, func() error {
+		wf, err := p.exec.State(ctx, id)
+		if err != nil {
+			return err
+		}
+		if len(wf.Tasks) == 0 {
+			return fmt.Errorf("workflow %s has no task yet", id)
+		}
+		task := wf.Tasks[0]
+		status, reason, childID = task.Status, task.Reason, task.SubWorkflowID
+		if !task.Active() {
+			return nil
+		}
+		if childID != "" {
+			if w, err := p.exec.State(ctx, childID); err != nil || w != nil {
+				return err
+			}
+		}
+		return fmt.Errorf("the SUB_WORKFLOW is %s, its child not started", status)
+	})
+	if childID != "" {
+		if child, err = p.exec.State(ctx, childID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return status, reason, child
 }
 
 // counted is check, counting the starts it is asked to decide.

@@ -300,10 +300,13 @@ func (f *Firer) start(ctx context.Context, name string, st *State, at, claimed i
 			": "+err.Error()
 	case errors.Is(err, fault.ErrStale):
 		// The inline definition's name was registered, or passed to
-		// another owner, since the owner's check: refused, as above,
-		// and not the owner's doing, so the schedule is not paused. The
-		// next tick is checked on the name as it is.
-		outcome.Failed, outcome.Reason = true, err.Error()
+		// another owner, since the owner's check, and nothing started:
+		// the claim, pending, is checked again on the next scan, on the
+		// name as it is. Recorded FAILED, a tick whose owner registered
+		// the name meanwhile would be lost where its check allows it,
+		// and an earlier attempt's start that landed would read as
+		// none.
+		return err
 	case errors.Is(err, fault.ErrConflict):
 		// started by an earlier attempt at this claim, or by another
 		// engine finishing it
