@@ -118,6 +118,9 @@ func QueueGroup(subject string) string {
 const (
 	// actionTimeout bounds the actions of one event.
 	actionTimeout = 30 * time.Second
+	// staleStarts bounds the checks of a start_workflow whose inline
+	// definition's name keeps moving between its check and its start.
+	staleStarts = 3
 	// flushTimeout bounds the round trip that makes subscriptions take.
 	flushTimeout = 10 * time.Second
 )
@@ -535,22 +538,30 @@ func (l *Listener) act(ctx context.Context, h *conductor.EventHandler, i int, ac
 		req.CreatedBy = ""
 		var added []string
 		req.Input, added = eventMarked(req.Input, h.Event, msgID)
-		pin, err := l.cfg.Authz.MayStart(ctx, as, req)
-		if err != nil {
-			return err
-		}
-		o := executor.StartOptions{CreatedBy: principal, AlsoRunsAs: as[1:], Added: added, Event: h.Event, Pin: pin}
+		o := executor.StartOptions{CreatedBy: principal, AlsoRunsAs: as[1:], Added: added, Event: h.Event}
 		if msgID != "" {
 			// The same event published again starts nothing new.
 			o.WorkflowID = engine.DeriveID("event", h.Name, msgID, strconv.Itoa(i))
 		}
-		_, _, err = l.cfg.Engine.StartWorkflow(ctx, req, o)
+		var err error
+		for attempt := 1; ; attempt++ {
+			if o.Pin, err = l.cfg.Authz.MayStart(ctx, as, req); err != nil {
+				return err
+			}
+			_, _, err = l.cfg.Engine.StartWorkflow(ctx, req, o)
+			// An inline definition whose name moved since its check
+			// started nothing: checked again at once on the name as it
+			// is, as nothing but its publisher sends the event again.
+			if !errors.Is(err, fault.ErrStale) || attempt == staleStarts {
+				break
+			}
+		}
 		if errors.Is(err, fault.ErrConflict) && !errors.Is(err, executor.ErrKeyHeld) && !errors.Is(err, fault.ErrStale) && o.WorkflowID != "" {
 			// This event's own start, landed already. A start refused
 			// by the request's idempotency key (FAIL, FAIL_ON_RUNNING)
-			// is a conflict too, but a refusal, not a repeat; so is one
-			// of an inline definition whose name moved since its check,
-			// which the event published again checks again (transient).
+			// is a conflict too, but a refusal, not a repeat; so is a
+			// stale one, which the event published again checks again
+			// (transient).
 			return nil
 		}
 		return err

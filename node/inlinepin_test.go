@@ -247,19 +247,15 @@ func counted(check executor.StartCheck, asked *atomic.Int32) executor.StartCheck
 
 // An event handler's start_workflow of an inline definition starts under
 // its name as the check of its principals saw it: registered by the
-// admin, or passed to them, between the check and the start, the action
-// fails as one that may pass, which the event published again decides
-// anew, where the workflow ran under the admin's name on a decision that
-// asked alice CREATE alone, or UPDATE of her own definition.
+// admin, or passed to them, between the check and the start, the start
+// is refused, and the action, checked again at once, is refused as
+// alice's start refused, where the workflow ran under the admin's name
+// on a decision that asked alice CREATE alone, or UPDATE of her own
+// definition.
 func TestEventHandlerRefusesAnInlineStartWhoseNameMovedSinceItsCheck(t *testing.T) {
 	t.Parallel()
 	eachMove(t, func(t *testing.T, ctx context.Context, p *pinned, mv nameMove) {
-		var def map[string]any
-		if err := json.Unmarshal(inline(t, mv.flow).Raw, &def); err != nil {
-			t.Fatal(err)
-		}
-		h := &conductor.EventHandler{Name: "on_order", Event: "nats:orders.new", Active: true, CreatedBy: "alice",
-			Actions: []conductor.EventAction{{Action: conductor.ActionStartWorkflow, StartWorkflow: map[string]any{"name": mv.flow, "workflowDef": def}}}}
+		h := inlineHandler(t, mv.flow)
 		starter := &takingOver{Executor: p.exec, t: t, change: mv.on(p), first: make(chan answer, 1)}
 		// What ran on an event: an action done is not run again.
 		seen, err := events.OpenSeen(ctx, p.log.JetStream(), 1, p.log)
@@ -269,12 +265,7 @@ func TestEventHandlerRefusesAnInlineStartWhoseNameMovedSinceItsCheck(t *testing.
 		var asked atomic.Int32
 		listen(t, ctx, events.Config{Handlers: handlers{h}, Conn: p.log.Conn(), Engine: starter, Logger: testutil.Logger(t),
 			Authz: eventAuthorizer{authz: p.authz, mayStart: counted(p.check, &asked)}, Seen: seen})
-		publish := func() error {
-			m := nats.NewMsg("orders.new")
-			m.Data = []byte(`{}`)
-			m.Header.Set(nats.MsgIdHdr, "e-1")
-			return p.log.Conn().PublishMsg(m)
-		}
+		publish := func() error { return p.publishOrder("e-1") }
 		var a answer
 		testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
 			// Published again until the listener has subscribed: the
@@ -293,21 +284,81 @@ func TestEventHandlerRefusesAnInlineStartWhoseNameMovedSinceItsCheck(t *testing.
 			return
 		}
 		// Read as its own start landed already, the action would be
-		// done: the event published again would ask nothing.
-		once := asked.Load()
-		testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
-			if asked.Load() > once {
-				return nil
+		// done without asking again: it is checked again at once, on
+		// the name as it is, which refuses it.
+		testutil.Eventually(t, 30*time.Second, 10*time.Millisecond, func() error {
+			if n := asked.Load(); n < 2 {
+				return fmt.Errorf("the start was checked %d times, want again after the refusal", n)
 			}
-			if err := publish(); err != nil {
-				return err
-			}
-			return errors.New("the event published again has not asked the start again")
+			return nil
 		})
 		if wf, err := p.exec.State(ctx, a.asked); err != nil || wf != nil {
 			t.Fatalf("workflow %s = %v, %v; want none", a.asked, wf, err)
 		}
 	})
+}
+
+// An event handler's start_workflow refused because its inline
+// definition's name moved since its check is checked again at once, and
+// starts where that allows it: alice registering her fresh_flow herself
+// as the event arrives does not lose the action, where it waited for the
+// same event to be published again, which nothing but its publisher
+// does.
+func TestEventHandlerChecksAgainAnInlineStartWhoseNameMovedSinceItsCheck(t *testing.T) {
+	t.Parallel()
+	ctx := testutil.Context(t, time.Minute)
+	p := newPinned(t, ctx)
+	starter := &takingOver{Executor: p.exec, t: t, change: p.ownRegistration, first: make(chan answer, 1)}
+	listen(t, ctx, events.Config{Handlers: handlers{inlineHandler(t, "fresh_flow")}, Conn: p.log.Conn(), Engine: starter,
+		Logger: testutil.Logger(t), Authz: eventAuthorizer{authz: p.authz, mayStart: p.check}})
+	var a answer
+	sent := 0
+	testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+		// An event of its own each time, until the listener has
+		// subscribed: the first one's action alone meets the move, and
+		// none is published again.
+		select {
+		case a = <-starter.first:
+			return nil
+		default:
+		}
+		sent++
+		if err := p.publishOrder(fmt.Sprintf("e-%d", sent)); err != nil {
+			return err
+		}
+		return errors.New("the action has not started its workflow yet")
+	})
+	if !errors.Is(a.err, fault.ErrStale) {
+		t.Fatalf("start = %q, %v; want it refused, stale", a.id, a.err)
+	}
+	testutil.Eventually(t, 30*time.Second, 10*time.Millisecond, func() error {
+		wf, err := p.exec.State(ctx, a.asked)
+		if err == nil && wf == nil {
+			err = fmt.Errorf("workflow %s has not started", a.asked)
+		}
+		return err
+	})
+	p.ranAsAlice(t, ctx, a.asked, "inline_step")
+}
+
+// inlineHandler is alice's handler of orders.new whose action starts her
+// inline definition of flow.
+func inlineHandler(t *testing.T, flow string) *conductor.EventHandler {
+	t.Helper()
+	var def map[string]any
+	if err := json.Unmarshal(inline(t, flow).Raw, &def); err != nil {
+		t.Fatal(err)
+	}
+	return &conductor.EventHandler{Name: "on_order", Event: "nats:orders.new", Active: true, CreatedBy: "alice",
+		Actions: []conductor.EventAction{{Action: conductor.ActionStartWorkflow, StartWorkflow: map[string]any{"name": flow, "workflowDef": def}}}}
+}
+
+// publishOrder publishes an event to orders.new under message id msgID.
+func (p *pinned) publishOrder(msgID string) error {
+	m := nats.NewMsg("orders.new")
+	m.Data = []byte(`{}`)
+	m.Header.Set(nats.MsgIdHdr, msgID)
+	return p.log.Conn().PublishMsg(m)
 }
 
 // refusedIfMoved fails t unless the start answered a is refused, stale,
