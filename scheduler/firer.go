@@ -207,6 +207,14 @@ func (f *Firer) fireOne(ctx context.Context, name string, now int64) (more bool,
 			// claim.
 			return false, f.finishStarted(ctx, name, st)
 		}
+		// A claim whose workflow started before its outcome was recorded
+		// (a crash, an answer lost) is that run, whatever the owner's
+		// check says now: asked again, a right revoked, a definition
+		// deleted or an inline definition's name moved since recorded
+		// FAILED, and paused the schedule for, a run whose workflow runs.
+		if found, err := f.recordStarted(ctx, name, st); err != nil || found {
+			return found && missedAfter(st, st.LastFired, now), err
+		}
 		if err := f.start(ctx, name, st, st.LastFired, st.LastClaimed, st.Seq); err != nil {
 			return false, err
 		}
@@ -350,13 +358,22 @@ func (f *Firer) finishStarted(ctx context.Context, name string, st *State) error
 		f.lookedFor = map[string]claimLook{}
 	}
 	f.lookedFor[name] = claimLook{at: st.LastFired, when: now}
+	found, err := f.recordStarted(ctx, name, st)
+	if found {
+		delete(f.lookedFor, name)
+	}
+	return err
+}
+
+// recordStarted records the pending claim of st as run when its workflow
+// exists, an earlier attempt's start, and reports whether it does.
+func (f *Firer) recordStarted(ctx context.Context, name string, st *State) (bool, error) {
 	w, err := f.starter.State(ctx, workflowID(name, st.LastFired))
 	if err != nil || w == nil {
-		return err
+		return false, err
 	}
-	delete(f.lookedFor, name)
-	return f.recordOutcome(ctx, name, st.LastFired, st.Seq,
-		[]schemas.Event{&schemas.ScheduleExecuted{ScheduledTime: st.LastFired, Time: now}})
+	return true, f.recordOutcome(ctx, name, st.LastFired, st.Seq,
+		[]schemas.Event{&schemas.ScheduleExecuted{ScheduledTime: st.LastFired, Time: f.store.now().UnixMilli()}})
 }
 
 // recordOutcome appends the outcome of the claim of fire time at, made at

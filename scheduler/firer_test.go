@@ -368,18 +368,9 @@ func TestRefusedOwnerRecordsTheRunAndPauses(t *testing.T) {
 			ctx := context.Background()
 			s, c := newTestStore(t)
 			revoked := false
-			check := func(_ context.Context, owner string, _ conductor.StartWorkflowRequest) (executor.Pin, error) {
-				if revoked {
-					return executor.Pin{}, &auth.ForbiddenError{Principal: owner, Access: auth.Execute, Reason: "revoked"}
-				}
-				return executor.Pin{}, nil
-			}
 			starts := &started{}
-			f := NewFirer(s, starts, check)
-			if err := s.Save(ctx, &conductor.WorkflowSchedule{Name: "h", CronExpression: "0 0 * * * ?",
-				StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w"}}, "alice", nil); err != nil {
-				t.Fatal(err)
-			}
+			f := NewFirer(s, starts, revocable(&revoked))
+			saveHourly(t, s)
 			at := ms("2026-11-30T11:00:00Z")
 			if tt.pending {
 				c.ms = at
@@ -410,6 +401,69 @@ func TestRefusedOwnerRecordsTheRunAndPauses(t *testing.T) {
 			})
 		})
 	}
+}
+
+// revocable is a check that allows every start until *revoked, and then
+// refuses the owner's.
+func revocable(revoked *bool) StartCheck {
+	return func(_ context.Context, owner string, _ conductor.StartWorkflowRequest) (executor.Pin, error) {
+		if *revoked {
+			return executor.Pin{}, &auth.ForbiddenError{Principal: owner, Access: auth.Execute, Reason: "revoked"}
+		}
+		return executor.Pin{}, nil
+	}
+}
+
+// saveHourly saves alice's schedule h of workflow w, firing on the hour.
+func saveHourly(t *testing.T, s *Store) {
+	t.Helper()
+	if err := s.Save(context.Background(), &conductor.WorkflowSchedule{Name: "h", CronExpression: "0 0 * * * ?",
+		StartWorkflowRequest: &conductor.StartWorkflowRequest{Name: "w"}}, "alice", nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A claim whose workflow started before its outcome was recorded (the
+// start's answer lost with its server, an engine gone) is that run when a
+// later scan finishes it, though the owner's check now refuses the start:
+// it was recorded FAILED, and the schedule paused, with its workflow
+// running.
+func TestPendingClaimThatStartedIsItsRun(t *testing.T) {
+	ctx := context.Background()
+	s, c := newTestStore(t)
+	revoked := false
+	starter := &landing{err: errors.New("no answer: the server went")}
+	f := NewFirer(s, starter, revocable(&revoked))
+	saveHourly(t, s)
+	at := ms("2026-11-30T11:00:00Z")
+	c.ms = at
+	if err := f.fire(ctx, c.ms, "h"); err == nil {
+		t.Fatal("fire: no error, want the start's")
+	}
+	revoked = true
+	c.ms = ms("2026-11-30T11:00:01Z")
+	if err := f.fire(ctx, c.ms, "h"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.load(ctx, "h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Pending() || st.Def.Paused || len(starter.ids) != 1 {
+		t.Fatalf("claim pending %v, paused %v (%q), started %v; want the run recorded, started once, not paused",
+			st.Pending(), st.Def.Paused, st.Def.PausedReason, starter.ids)
+	}
+	// The executions read model follows the log.
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		xs, _, err := s.Executions(ctx, query.Search{Size: 10}, nil)
+		if err != nil {
+			return err
+		}
+		if len(xs) != 1 || xs[0].ScheduledTime != at || xs[0].State != "EXECUTED" {
+			return fmt.Errorf("executions %+v, want the 11:00 one EXECUTED", xs)
+		}
+		return nil
+	})
 }
 
 // A schedule stored before input with _secrets or _masked was refused
