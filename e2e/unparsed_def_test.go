@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -75,6 +76,38 @@ func TestUnparsedDefinitionConflicts(t *testing.T) {
 		if !strings.Contains(er.Message, "recorded definition cannot be read") || strings.Contains(er.Message, marker) {
 			t.Errorf("%s: answered %q, want that its definition cannot be read, quoting none of it", name, er.Message)
 		}
+	}
+}
+
+// GET /api/workflow/{id} of a workflow whose definition does not parse,
+// not even as JSON, answers it without its workflowDefinition, and one
+// that has not ended with a reasonForIncompletion that tells an operator
+// why it does not move. It answered 500 "encode response".
+func TestUnparsedDefinitionShown(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(`{"name":"unparsed_view","version":1,"tasks":[{"name":"hold","taskReferenceName":"hold","type":"WAIT"}]}`)
+	for _, ended := range []bool{false, true} {
+		id := e.start("unparsed_view", nil)
+		e.waitStatus(id, conductor.WorkflowRunning)
+		e.unparse(id, `{"name":"unparsed_view","version":2,"tasks":[{"name":"a",`, ended)
+		want := "ended by an earlier version"
+		if !ended {
+			want = "its recorded definition cannot be read (an earlier version's record, or a damaged one): it can only be removed"
+		}
+		// Once the read model has the record.
+		testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
+			status, body := e.do("GET", "/api/workflow/"+id+"?includeTasks=true", nil)
+			var wf conductor.Workflow
+			if err := json.Unmarshal([]byte(body), &wf); status != http.StatusOK || err != nil {
+				return fmt.Errorf("ended %v: GET answered %d %s", ended, status, body)
+			}
+			if wf.ReasonForIncompletion != want || wf.WorkflowDefinition != nil || len(wf.Tasks) != 1 {
+				return fmt.Errorf("ended %v: reasonForIncompletion %q (want %q), workflowDefinition %s, %d tasks",
+					ended, wf.ReasonForIncompletion, want, wf.WorkflowDefinition, len(wf.Tasks))
+			}
+			return nil
+		})
 	}
 }
 

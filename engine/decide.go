@@ -228,10 +228,8 @@ func decide(in Input) (Decision, error) {
 		d.w = in.State.Clone()
 		if !stateOnly(in.Trigger, d.w) {
 			if d.plan, err = d.w.planFor(); err != nil {
-				// Nothing the caller sends changes it, and the parser's
-				// text may quote the definition, whose values may be data.
-				return Decision{}, fault.Conflict("workflow %s: its recorded definition cannot be read (an earlier version's record, "+
-					"or a damaged one): it can only be removed", in.State.ID)
+				// Nothing the caller sends changes it.
+				return Decision{}, fault.Conflict("workflow %s: %s", in.State.ID, unreadableDef)
 			}
 		}
 		err = d.handle(in.Trigger)
@@ -260,6 +258,11 @@ func decide(in Input) (Decision, error) {
 	}
 	return Decision{Events: d.events, Effects: d.effects, State: state, Reply: d.reply}, nil
 }
+
+// unreadableDef says why a workflow whose recorded definition does not
+// parse is refused what needs it, quoting none of it: the parser's text
+// may, and the definition's values may be data.
+const unreadableDef = "its recorded definition cannot be read (an earlier version's record, or a damaged one): it can only be removed"
 
 // stateOnly reports whether t is decided on w's state alone, without its
 // definition: a workflow whose stored definition does not parse (one an

@@ -15,7 +15,8 @@ import (
 // through, so masking cannot be forgotten by a new one.
 func (w *Workflow) Conductor(includeTasks bool) *conductor.Workflow {
 	var fields []string
-	if def, err := w.Def(); err == nil {
+	def, defErr := w.Def()
+	if defErr == nil {
 		fields = def.MaskedFields
 	}
 	out := &conductor.Workflow{
@@ -33,6 +34,15 @@ func (w *Workflow) Conductor(includeTasks bool) *conductor.Workflow {
 	}
 	if out.TaskToDomain == nil {
 		out.TaskToDomain = map[string]string{}
+	}
+	if defErr != nil && len(w.DefJSON) > 0 {
+		// A recorded definition that does not parse may not be JSON
+		// either, and would fail the whole answer: the operator who
+		// reads why the workflow does not move is told that instead.
+		out.WorkflowDefinition = nil
+		if !w.Terminal() && out.ReasonForIncompletion == "" {
+			out.ReasonForIncompletion = unreadableDef
+		}
 	}
 	if includeTasks {
 		view := w.TaskViews()
