@@ -64,10 +64,8 @@ func TestUnparsedDefinitionConflicts(t *testing.T) {
 		ended        bool
 		method, path string
 	}{
-		"terminate a running one":        {method: "DELETE", path: "?reason=stop"},
-		"pause a running one":            {method: "PUT", path: "/pause"},
-		"terminate-remove a running one": {method: "DELETE", path: "/terminate-remove"},
-		"restart an ended one":           {ended: true, method: "POST", path: "/restart"},
+		"pause a running one":  {method: "PUT", path: "/pause"},
+		"restart an ended one": {ended: true, method: "POST", path: "/restart"},
 	} {
 		id := e.start("unparsed_ops", nil)
 		e.waitStatus(id, conductor.WorkflowRunning)
@@ -93,7 +91,7 @@ func TestUnparsedDefinitionShown(t *testing.T) {
 		e.unparse(id, `{"name":"unparsed_view","version":2,"tasks":[{"name":"a",`, ended)
 		want := "ended by an earlier version"
 		if !ended {
-			want = "its recorded definition cannot be read (an earlier version's record, or a damaged one): it can only be removed"
+			want = "its recorded definition cannot be read (an earlier version's record, or a damaged one): it can only be terminated or removed"
 		}
 		// Once the read model has the record.
 		testutil.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
@@ -109,6 +107,53 @@ func TestUnparsedDefinitionShown(t *testing.T) {
 			return nil
 		})
 	}
+}
+
+// A running workflow whose definition does not parse is terminated by
+// DELETE /api/workflow/{id}, and terminate-removed, as any other: its
+// tasks canceled, its child terminated, and its reason says that its
+// output is empty and its failure workflow not started. Both answered
+// 409, and it could only be removed, running, with archiveWorkflow=false
+// (its tasks left as they were, its child running).
+func TestTerminatedWhateverItsDefinition(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register(`{"name":"unparsed_kid","version":1,"tasks":[{"name":"wait","taskReferenceName":"wait","type":"WAIT"}]}`,
+		`{"name":"unparsed_end","version":1,"failureWorkflow":"unparsed_kid","tasks":[{"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[
+		  [{"name":"hold","taskReferenceName":"hold","type":"WAIT"}],
+		  [{"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"unparsed_kid","version":1}}]]},
+		 {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["hold","sub"]}]}`)
+	const unread = "its recorded definition cannot be read: its output is empty, and its failure workflow, if it names one, was not started"
+
+	id := e.start("unparsed_end", nil)
+	kid := e.childOf(id)
+	e.waitStatus(kid, conductor.WorkflowRunning)
+	e.unparse(id, `{"name":"unparsed_end","version":2,"tasks":[{"name":"a",`, false)
+	e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+id+"?reason=stop&triggerFailureWorkflow=true", nil)
+	wf := e.waitStatus(id, conductor.WorkflowTerminated)
+	if want := "stop (" + unread + ")"; wf.ReasonForIncompletion != want {
+		t.Errorf("reasonForIncompletion %q, want %q", wf.ReasonForIncompletion, want)
+	}
+	for _, task := range wf.Tasks {
+		if !conductor.TaskTerminal(task.Status) {
+			t.Errorf("task %s is still %s", task.ReferenceTaskName, task.Status)
+		}
+	}
+	if len(wf.Output) != 0 {
+		t.Errorf("output %v", wf.Output)
+	}
+	e.waitStatus(kid, conductor.WorkflowTerminated)
+
+	removed := e.start("unparsed_end", nil)
+	kid = e.childOf(removed)
+	e.waitStatus(kid, conductor.WorkflowRunning)
+	e.unparse(removed, `{"name":"unparsed_end","version":2,"tasks":"none"}`, false)
+	e.must(http.StatusNoContent, "DELETE", "/api/workflow/"+removed+"/terminate-remove?reason=gone", nil)
+	// Archived: it still reads, ended.
+	if wf := e.workflow(removed); wf.Status != conductor.WorkflowTerminated || wf.ReasonForIncompletion != "gone ("+unread+")" {
+		t.Errorf("terminate-removed: %s %q", wf.Status, wf.ReasonForIncompletion)
+	}
+	e.waitStatus(kid, conductor.WorkflowTerminated)
 }
 
 // unparse appends to workflow id's log a record that replaces its

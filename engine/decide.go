@@ -227,7 +227,7 @@ func decide(in Input) (Decision, error) {
 		}
 		d.w = in.State.Clone()
 		if !stateOnly(in.Trigger, d.w) {
-			if d.plan, err = d.w.planFor(); err != nil {
+			if d.plan, err = d.w.planFor(); err != nil && !endsUnread(in.Trigger) {
 				// Nothing the caller sends changes it.
 				return Decision{}, fault.Conflict("workflow %s: %s", in.State.ID, unreadableDef)
 			}
@@ -262,13 +262,13 @@ func decide(in Input) (Decision, error) {
 // unreadableDef says why a workflow whose recorded definition does not
 // parse is refused what needs it, quoting none of it: the parser's text
 // may, and the definition's values may be data.
-const unreadableDef = "its recorded definition cannot be read (an earlier version's record, or a damaged one): it can only be removed"
+const unreadableDef = "its recorded definition cannot be read (an earlier version's record, or a damaged one): it can only be terminated or removed"
 
 // stateOnly reports whether t is decided on w's state alone, without its
 // definition: a workflow whose stored definition does not parse (one an
 // earlier version read, or a damaged record) must still have its secrets
 // key destroyed, and may still be removed. Terminating one that has not
-// ended ends it by its definition (outputParameters, failureWorkflow).
+// ended reads its definition when it parses (endsUnread).
 func stateOnly(t Trigger, w *Workflow) bool {
 	switch t := t.(type) {
 	case Compact:
@@ -277,6 +277,31 @@ func stateOnly(t Trigger, w *Workflow) bool {
 		return !t.Terminate || w.Terminal()
 	}
 	return false
+}
+
+// endsUnread reports whether t, which ends a running workflow by its
+// definition (finish), may end one whose definition does not parse
+// without it: its tasks are canceled, its children terminated and its
+// parent told from its state alone; what only the definition holds, its
+// outputParameters and failureWorkflow, is done without (unreadReason).
+func endsUnread(t Trigger) bool {
+	switch t := t.(type) {
+	case Terminate:
+		return true
+	case Remove:
+		return t.Terminate
+	}
+	return false
+}
+
+// unreadReason is the reason a workflow whose definition does not parse
+// ends with when asked to end with reason: it says what was not done.
+func unreadReason(reason string) string {
+	const unread = "its recorded definition cannot be read: its output is empty, and its failure workflow, if it names one, was not started"
+	if reason == "" {
+		return unread
+	}
+	return reason + " (" + unread + ")"
 }
 
 // emit records an event and folds it into the working state.
@@ -794,12 +819,17 @@ func (d *decision) terminate(t Terminate) error {
 	}
 	// A FAILED or TIMED_OUT workflow becomes TERMINATED, as in Conductor.
 	// Its failure workflow, if it started one, is not started again: the
-	// start's id is derived from the workflow's.
-	d.noFailureWorkflow = !t.TriggerFailureWorkflow
-	if d.w.Terminal() {
+	// start's id is derived from the workflow's. A definition that does
+	// not parse names none to start.
+	asked := t.TriggerFailureWorkflow && d.plan != nil
+	d.noFailureWorkflow = !asked
+	switch {
+	case d.w.Terminal():
 		// Its failure decided the failure workflow (its start may still
 		// be on its way, for recovery to perform): that stands.
-		d.noFailureWorkflow = d.w.NoFailureWorkflow && !t.TriggerFailureWorkflow
+		d.noFailureWorkflow = d.w.NoFailureWorkflow && !asked
+	case d.plan == nil:
+		reason = unreadReason(reason)
 	}
 	d.finish(conductor.WorkflowTerminated, reason, nil)
 	return nil

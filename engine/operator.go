@@ -389,7 +389,11 @@ func (d *decision) remove(r Remove) error {
 		if r.Reason != "" {
 			d.runAs(r.By)
 		}
-		d.finish(conductor.WorkflowTerminated, r.Reason, nil)
+		reason := r.Reason
+		if d.plan == nil {
+			reason, d.noFailureWorkflow = unreadReason(reason), true // endsUnread
+		}
+		d.finish(conductor.WorkflowTerminated, reason, nil)
 	}
 	if r.Archive && !d.w.Terminal() {
 		return fault.Invalid("cannot archive workflow %s with status %s: only a terminal workflow can be archived", d.w.ID, d.w.Status)

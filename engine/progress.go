@@ -609,7 +609,7 @@ func (d *decision) finish(status, reason string, output map[string]any) {
 	if output == nil {
 		output, _ = d.workflowOutput() // {} when its parameters fail
 	}
-	if startsFailureWorkflow(d.plan.def, status, d.noFailureWorkflow) {
+	if d.plan != nil && startsFailureWorkflow(d.plan.def, status, d.noFailureWorkflow) {
 		// As Conductor links a failed workflow to its failure workflow.
 		output = maps.Clone(output)
 		output[FailureWorkflowOutputKey] = failureWorkflowID(d.w)
@@ -670,6 +670,16 @@ func setOf(ss []string) map[string]bool {
 // expr.ErrTooLarge for an output over the bound of a record,
 // expr.ErrTooCostly for expressions over the decision's steps).
 func (d *decision) workflowOutput() (map[string]any, error) {
+	if d.plan == nil {
+		// A terminate of a workflow whose definition does not parse
+		// (endsUnread): its outputParameters, if any, cannot be read,
+		// and the last task's output may be what they would leave out.
+		// An ended one keeps what it ended with.
+		if d.w.Terminal() {
+			return copyMap(d.w.Output), nil
+		}
+		return map[string]any{}, nil
+	}
 	if len(d.plan.def.OutputParameters) > 0 {
 		out, _, err := d.evaluate(d.plan.def.OutputParameters, "")
 		if err == nil {

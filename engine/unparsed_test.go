@@ -16,7 +16,8 @@ import (
 // A workflow whose stored definition does not parse (one an earlier
 // version read, or a damaged record) is still compacted, its _secrets
 // shredded, and still removed: neither asks anything of the definition.
-// Terminating it, which ends it by its definition, still fails.
+// What needs it, a restart, is a conflict (terminating it: see
+// TestTerminatedWithoutItsDefinition).
 func TestDecidedWithoutItsDefinition(t *testing.T) {
 	t.Parallel()
 	sealed := func() map[string]any {
@@ -48,19 +49,18 @@ func TestDecidedWithoutItsDefinition(t *testing.T) {
 			err                       error  // the kind of error, if one
 			needsDef                  bool   // a conflict, for the definition
 		}{
-			"compact an ended one":           {ended: true, trigger: engine.Compact{}, want: "workflow.compacted"},
-			"compact a removed running one":  {removed: true, trigger: engine.Compact{}, want: "workflow.compacted"},
-			"compact a compacted one":        {ended: true, compacted: true, trigger: engine.Compact{}},
-			"compact a running one":          {trigger: engine.Compact{}, err: fault.ErrConflict},
-			"remove an ended one":            {ended: true, trigger: engine.Remove{}, want: "workflow.removed"},
-			"archive an ended one":           {ended: true, trigger: engine.Remove{Archive: true}, want: "workflow.removed"},
-			"terminate-remove an ended one":  {ended: true, trigger: engine.Remove{Terminate: true}, want: "workflow.removed"},
-			"remove a running one":           {trigger: engine.Remove{}, want: "workflow.removed"},
-			"remove a removed one":           {removed: true, trigger: engine.Remove{}, err: fault.ErrNotFound},
-			"archive a running one":          {trigger: engine.Remove{Archive: true}, err: fault.ErrInvalid},
-			"terminate-remove a running one": {trigger: engine.Remove{Terminate: true}, needsDef: true},
-			"terminate a running one":        {trigger: engine.Terminate{}, needsDef: true},
-			"restart an ended one":           {ended: true, trigger: engine.Restart{}, needsDef: true},
+			"compact an ended one":          {ended: true, trigger: engine.Compact{}, want: "workflow.compacted"},
+			"compact a removed running one": {removed: true, trigger: engine.Compact{}, want: "workflow.compacted"},
+			"compact a compacted one":       {ended: true, compacted: true, trigger: engine.Compact{}},
+			"compact a running one":         {trigger: engine.Compact{}, err: fault.ErrConflict},
+			"remove an ended one":           {ended: true, trigger: engine.Remove{}, want: "workflow.removed"},
+			"archive an ended one":          {ended: true, trigger: engine.Remove{Archive: true}, want: "workflow.removed"},
+			"terminate-remove an ended one": {ended: true, trigger: engine.Remove{Terminate: true}, want: "workflow.removed"},
+			"remove a running one":          {trigger: engine.Remove{}, want: "workflow.removed"},
+			"remove a removed one":          {removed: true, trigger: engine.Remove{}, err: fault.ErrNotFound},
+			"archive a running one":         {trigger: engine.Remove{Archive: true}, err: fault.ErrInvalid},
+			"pause a running one":           {trigger: engine.Pause{}, needsDef: true},
+			"restart an ended one":          {ended: true, trigger: engine.Restart{}, needsDef: true},
 		} {
 			t.Run(def+"/"+name, func(t *testing.T) {
 				t.Parallel()
@@ -104,6 +104,84 @@ func TestDecidedWithoutItsDefinition(t *testing.T) {
 					}
 				case !dec.State.Removed:
 					t.Error("not removed")
+				}
+			})
+		}
+	}
+}
+
+// A running workflow whose definition does not parse is terminated, by a
+// terminate as by a terminate-remove, a parent's clean-up too, from its
+// state alone: its tasks canceled, its child terminated and its parent
+// told, its output empty (its outputParameters cannot be read) and its
+// failure workflow not started, which its reason says. The terminate was
+// refused as a conflict, and the workflow stayed running for good.
+func TestTerminatedWithoutItsDefinition(t *testing.T) {
+	t.Parallel()
+	const def = `{"name":"w","failureWorkflow":"cleanup","outputParameters":{"x":"${a.output.x}"},"tasks":[
+	 {"name":"fork","taskReferenceName":"fork","type":"FORK_JOIN","forkTasks":[
+	  [{"name":"a","taskReferenceName":"a"}],
+	  [{"name":"child","taskReferenceName":"child","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"kid","version":1}}]]},
+	 {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["a","child"]}]}`
+	for name, tc := range map[string]struct {
+		trigger    engine.Trigger
+		wantReason string
+		removed    bool
+	}{
+		"terminate": {trigger: engine.Terminate{Reason: "stop", By: "user:op", TriggerFailureWorkflow: true},
+			wantReason: "stop (its recorded definition cannot be read: its output is empty, and its failure workflow, if it names one, was not started)"},
+		"terminate without a reason": {trigger: engine.Terminate{},
+			wantReason: "its recorded definition cannot be read: its output is empty, and its failure workflow, if it names one, was not started"},
+		"terminate-remove": {trigger: engine.Remove{Terminate: true, Reason: "gone", By: "user:op"}, removed: true,
+			wantReason: "gone (its recorded definition cannot be read: its output is empty, and its failure workflow, if it names one, was not started)"},
+		"a parent's clean-up": {trigger: engine.Terminate{Reason: "parent workflow p TERMINATED", UnlessEnded: true},
+			wantReason: "parent workflow p TERMINATED (its recorded definition cannot be read: its output is empty, and its failure workflow, if it names one, was not started)"},
+	} {
+		for _, bad := range []string{`{"name":"w","tasks":[{"name":"a",`, `{"name":"w","tasks":"none"}`} {
+			t.Run(name+"/"+bad, func(t *testing.T) {
+				t.Parallel()
+				h := newHarnessStart(t, engine.Start{WorkflowID: "wf-1", Def: parseDef(t, def), CreatedBy: "app:tester",
+					ParentWorkflowID: "parent-1", ParentWorkflowTaskID: "pt-1", Request: conductor.StartWorkflowRequest{}})
+				h.take("a")
+				h.complete("a", map[string]any{"x": "from a"})
+				kid := h.task("child").SubWorkflowID
+				w, err := engine.ApplyRecord(h.w, []schemas.Event{&schemas.WorkflowUpgraded{Def: []byte(bad), Time: 5}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := w.Def(); err == nil {
+					t.Fatalf("definition %s parses", bad)
+				}
+				h.w = w
+				dec := h.decide(tc.trigger)
+
+				got := dec.State
+				if got.Status != conductor.WorkflowTerminated || got.Reason != tc.wantReason || got.Removed != tc.removed {
+					t.Fatalf("%s %q removed=%v, want TERMINATED %q removed=%v", got.Status, got.Reason, got.Removed, tc.wantReason, tc.removed)
+				}
+				if len(got.Output) != 0 || !got.NoFailureWorkflow {
+					t.Errorf("output %v, no failure workflow %v: want {} and true", got.Output, got.NoFailureWorkflow)
+				}
+				for _, task := range got.Tasks {
+					if task.Active() {
+						t.Errorf("task %s is still %s", task.Ref, task.Status)
+					}
+				}
+				if s := effectsOf[engine.StartWorkflow](dec); len(s) != 0 {
+					t.Errorf("started %+v", s)
+				}
+				if k := effectsOf[engine.TerminateWorkflow](dec); len(k) != 1 || k[0].WorkflowID != kid {
+					t.Errorf("terminated %+v, want its child %s", k, kid)
+				}
+				if p := effectsOf[engine.NotifyParent](dec); len(p) != 1 || p[0].Child.Status != conductor.WorkflowTerminated {
+					t.Errorf("told its parent %+v", p)
+				}
+				// Recovery performs what the end implies, no failure
+				// workflow among it.
+				for _, eff := range engine.Effects(got, 10) {
+					if _, ok := eff.(engine.StartWorkflow); ok {
+						t.Errorf("recovery starts %+v", eff)
+					}
 				}
 			})
 		}
