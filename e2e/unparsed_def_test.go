@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/internal/logkey"
+	"github.com/flowvault/flowvault/internal/nodetest"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
@@ -154,6 +157,55 @@ func TestTerminatedWhateverItsDefinition(t *testing.T) {
 		t.Errorf("terminate-removed: %s %q", wf.Status, wf.ReasonForIncompletion)
 	}
 	e.waitStatus(kid, conductor.WorkflowTerminated)
+}
+
+// A workflow stuck on a recorded definition that does not parse is told
+// of once, by a warning that names it and quotes none of the definition,
+// and counted in flowvault_engine_unreadable_definitions_total, however
+// often and by whichever path it is refused: its WAIT's tick, refused
+// as a conflict, was dropped quietly, and nothing told of it.
+func TestUnparsedDefinitionWarned(t *testing.T) {
+	t.Parallel()
+	logger, logs := testutil.CapturingLogger()
+	n, base := nodetest.StartLogger(t, nodetest.Config(filepath.Join(t.TempDir(), "data")), logger)
+	e := &env{t: t, node: n, base: base}
+	const (
+		marker = "unparsed-data-Wn3sQ"
+		warned = "workflow stuck: its recorded definition cannot be read; terminate or remove it"
+		metric = "flowvault_engine_unreadable_definitions_total"
+	)
+	e.register(`{"name":"unparsed_due","version":1,"tasks":[{"name":"hold","taskReferenceName":"hold","type":"WAIT","inputParameters":{"duration":"1 seconds"}}]}`)
+	id := e.start("unparsed_due", nil)
+	e.waitStatus(id, conductor.WorkflowRunning)
+	e.unparse(id, `{"name":"unparsed_due","version":2,"description":"`+marker+`","tasks":[{"name":"a",`, false)
+
+	// The WAIT's deadline passes, and its tick is refused.
+	testutil.Eventually(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if !strings.Contains(logs.String(), warned) {
+			return errors.New("no warning yet")
+		}
+		return nil
+	})
+	// Asked again, by a request: still once.
+	for range 2 {
+		e.fails(http.StatusConflict, "PUT", "/api/workflow/"+id+"/pause", nil)
+	}
+	var lines []map[string]any
+	for line := range strings.SplitSeq(logs.String(), "\n") {
+		if strings.Contains(line, marker) {
+			t.Errorf("the log quotes the definition: %s", line)
+		}
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == warned {
+			lines = append(lines, rec)
+		}
+	}
+	if len(lines) != 1 || lines[0]["level"] != "WARN" || lines[0][logkey.WorkflowID] != id || lines[0][logkey.Trigger] != "tick" {
+		t.Errorf("warned %v, want once, of workflow %s's tick", lines, id)
+	}
+	if got := e.engineMetric(metric); got != 1 {
+		t.Errorf("%s = %d, want 1", metric, got)
+	}
 }
 
 // unparse appends to workflow id's log a record that replaces its

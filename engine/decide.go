@@ -228,8 +228,7 @@ func decide(in Input) (Decision, error) {
 		d.w = in.State.Clone()
 		if !stateOnly(in.Trigger, d.w) {
 			if d.plan, err = d.w.planFor(); err != nil && !endsUnread(in.Trigger) {
-				// Nothing the caller sends changes it.
-				return Decision{}, fault.Conflict("workflow %s: %s", in.State.ID, unreadableDef)
+				return Decision{}, unreadableError{id: in.State.ID}
 			}
 		}
 		err = d.handle(in.Trigger)
@@ -263,6 +262,18 @@ func decide(in Input) (Decision, error) {
 // parse is refused what needs it, quoting none of it: the parser's text
 // may, and the definition's values may be data.
 const unreadableDef = "its recorded definition cannot be read (an earlier version's record, or a damaged one): it can only be terminated or removed"
+
+// ErrUnreadableDef is the error of a decision that needs the workflow's
+// recorded definition, which does not parse: the workflow is stuck until
+// it is terminated or removed, which its caller may want an operator to
+// know. It is a conflict, since nothing the caller sends changes it:
+// errors.Is(err, fault.ErrConflict) holds.
+var ErrUnreadableDef = errors.New(unreadableDef)
+
+type unreadableError struct{ id string }
+
+func (e unreadableError) Error() string   { return "workflow " + e.id + ": " + unreadableDef }
+func (e unreadableError) Unwrap() []error { return []error{fault.ErrConflict, ErrUnreadableDef} }
 
 // stateOnly reports whether t is decided on w's state alone, without its
 // definition: a workflow whose stored definition does not parse (one an

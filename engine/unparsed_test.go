@@ -78,8 +78,10 @@ func TestDecidedWithoutItsDefinition(t *testing.T) {
 					wantErr(t, err, tc.err)
 					return
 				case tc.needsDef:
-					// A client is told so, in words that quote none of it.
+					// A client is told so, in words that quote none of it,
+					// and the executor that it is stuck.
 					wantErr(t, err, fault.ErrConflict)
+					wantErr(t, err, engine.ErrUnreadableDef)
 					if msg := err.Error(); !strings.Contains(msg, "recorded definition cannot be read") || strings.Contains(msg, "tasks") {
 						t.Fatalf("err = %q, want one that says the definition cannot be read, and quotes none of it", msg)
 					}

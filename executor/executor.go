@@ -277,6 +277,9 @@ type Executor struct {
 	holding int
 	running runRegistry
 	quota   *quota // nil: no quota
+
+	// unreadable: the workflows warned of as stuck (stuckUnreadable).
+	unreadable unreadable
 }
 
 // appender appends a decision's records.
@@ -820,6 +823,9 @@ func (s *shard) process(j *job) (Outcome, error) {
 			if df := (*engine.DeciderFault)(nil); errors.As(err, &df) {
 				e.cfg.Logger.Error("decision failed on a defect of the decider", logkey.WorkflowID, j.wfID,
 					logkey.Trigger, name, logkey.Err, df.Panic, logkey.Stack, string(df.Stack))
+			}
+			if errors.Is(err, engine.ErrUnreadableDef) {
+				e.stuckUnreadable(j.wfID, name)
 			}
 			e.metrics.decisions.WithLabelValues(name, "rejected").Inc()
 			return Outcome{State: w, Seq: seqOf(w)}, err

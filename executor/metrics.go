@@ -34,6 +34,9 @@ type metrics struct {
 	// wfQueued counts the starts queued by their definition's
 	// rateLimitConfig (not labelled by name, as above).
 	wfQueued prometheus.Counter
+	// unreadable counts the workflows whose recorded definition does not
+	// parse, each once (stuckUnreadable), not labelled by name either.
+	unreadable prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -103,10 +106,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "flowvault", Subsystem: "engine", Name: "workflows_queued_total",
 			Help: "Workflow starts queued by their definition's rateLimitConfig: recorded RUNNING without tasks until a place is free.",
 		}),
+		unreadable: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "flowvault", Subsystem: "engine", Name: "unreadable_definitions_total",
+			Help: "Workflows this process found stuck because their recorded definition does not parse, each counted once: they can only be terminated or removed.",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.decisions, m.decideDur, m.conflicts, m.effects, m.dispatches, m.matched, m.ticks, m.reclaimed, m.reclaimScans, m.system, m.limited, m.cache,
-			m.quotaRefusals, m.started, m.ended, m.wfQueued)
+			m.quotaRefusals, m.started, m.ended, m.wfQueued, m.unreadable)
 	}
 	return m
 }
