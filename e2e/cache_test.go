@@ -149,6 +149,17 @@ func tokenOnce(token string) workers.Handler {
 	}
 }
 
+// heldUntil answers an empty output once release is closed.
+func heldUntil(release <-chan struct{}) workers.Handler {
+	return func(ctx context.Context, _ *conductor.Task) (workers.Output, error) {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return workers.Output{}, nil
+	}
+}
+
 // An output cached before a value in it went into a _secrets block (a
 // later task of its workflow) is dropped from the cache then: the cache
 // kept it in plain text until it expired, after the workflow's
@@ -169,13 +180,7 @@ func TestCachedOutputFoundSecretLaterLeavesTheCache(t *testing.T) {
 	// b waits until a's output is cached: c, which finds it secret, is
 	// scheduled by a later decision than the one that cached it.
 	release := make(chan struct{})
-	e.work("cl_mid", 1, func(ctx context.Context, _ *conductor.Task) (workers.Output, error) {
-		select {
-		case <-release:
-		case <-ctx.Done():
-		}
-		return workers.Output{}, nil
-	})
+	e.work("cl_mid", 1, heldUntil(release))
 	e.work("cl_use", 1, func(context.Context, *conductor.Task) (workers.Output, error) { return workers.Output{}, nil })
 	holding := func() (int, error) { return cacheHolding(e, token) }
 	id := e.start("cl_src", map[string]any{"k": "x"})

@@ -19,6 +19,7 @@ import (
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/secrets"
+	"github.com/flowvault/flowvault/workers"
 )
 
 // A workflow whose definition snapshot no longer parses (a record an
@@ -205,6 +206,68 @@ func TestUnparsedDefinitionWarned(t *testing.T) {
 	}
 	if got := e.engineMetric(metric); got != 1 {
 		t.Errorf("%s = %d, want 1", metric, got)
+	}
+}
+
+// A workflow whose definition does not parse has the outputs it masks
+// purged from the task output cache by its compaction, those of the
+// tasks its definition configures too, found by the task each entry
+// names: here one that a purge left (an engine killed after the decision
+// that found it secret was recorded). Only a dynamic fork's tasks' were
+// purged, by key, and this one stayed until it expired.
+func TestCompactionUncachesWhateverItsDefinition(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := compactingEnv(t, 100*time.Millisecond)
+	const token = "unparsed-cached-Hk29sL"
+	e.register(`{"name":"uc_src","tasks":[
+	  {"name":"uc_token","taskReferenceName":"a","inputParameters":{"k":"${workflow.input.k}"},"cacheConfig":{"key":"${k}","ttlInSecond":600}},
+	  {"name":"uc_mid","taskReferenceName":"b"},
+	  {"name":"uc_use","taskReferenceName":"c","inputParameters":{"_secrets":{"t":"${a.output.token}"}}},
+	  {"name":"hold","taskReferenceName":"hold","type":"WAIT"}]}`)
+	e.work("uc_token", 1, tokenOnce(token))
+	// b waits until the test has read a's cached output.
+	release := make(chan struct{})
+	e.work("uc_mid", 1, heldUntil(release))
+	e.work("uc_use", 1, func(context.Context, *conductor.Task) (workers.Output, error) { return workers.Output{}, nil })
+	id := e.start("uc_src", map[string]any{"k": "x", "_secrets": map[string]any{"pw": "p"}})
+
+	var key string
+	var entry []byte
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		entries, err := cacheEntries(e)
+		for k, v := range entries {
+			if strings.Contains(string(v), token) {
+				key, entry = k, v
+				return nil
+			}
+		}
+		return fmt.Errorf("a's output is not cached yet (%v)", err)
+	})
+	close(release)
+	e.waitStatus(id, conductor.WorkflowRunning)
+	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if n, err := cacheHolding(e, token); err != nil || n != 0 {
+			return fmt.Errorf("%d cache entries hold the value found secret (%v)", n, err)
+		}
+		if hold := taskByRef(e.workflow(id), "hold"); hold == nil || hold.Status != conductor.TaskInProgress {
+			return errors.New("hold is not reached yet")
+		}
+		return nil
+	})
+	// What a purge that never ran leaves.
+	kv, err := e.node.Log().JetStream().KeyValue(ctx, "FV_TASK_CACHE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, key, entry); err != nil {
+		t.Fatal(err)
+	}
+
+	e.unparse(id, `{"name":"uc_src","version":2,"tasks":"none"}`, true)
+	e.waitCompacted(id)
+	if n, err := cacheHolding(e, token); err != nil || n != 0 {
+		t.Errorf("%d cache entries hold the value found secret after the compaction (%v)", n, err)
 	}
 }
 

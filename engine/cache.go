@@ -63,6 +63,19 @@ type UncacheOutput struct {
 
 func (UncacheOutput) effectName() string { return "uncache_output" }
 
+// UncacheTasks removes from the cache the outputs that the tasks TaskIDs
+// of workflow WorkflowID stored, whatever their keys: those of a workflow
+// whose recorded definition does not parse, which holds their
+// cacheConfig, cannot be keyed. Each entry names the task that stored it,
+// which the executor looks for among them. Required as for UncacheOutput.
+type UncacheTasks struct {
+	WorkflowID string
+	TaskIDs    []string
+	Required   bool
+}
+
+func (UncacheTasks) effectName() string { return "uncache_tasks" }
+
 // Uncache returns the effects that remove from the cache the outputs of
 // w's tasks in which masked marks a value: it was found to be secret once
 // the output was cached (a later task passed it into a _secrets block),
@@ -84,12 +97,14 @@ func Uncache(w *Workflow, masked *schemas.ValuesMasked) []Effect {
 }
 
 // uncache returns the purges of the cached outputs of w's tasks in which
-// paths mark a value, each key once.
+// paths mark a value, each key once, and those of the tasks that cannot
+// be keyed without w's definition, which does not parse, by task.
 func uncache(w *Workflow, paths []string, required bool) []Effect {
 	var (
-		out    []Effect
-		p      *plan
-		parsed bool
+		out     []Effect
+		p       *plan
+		parsed  bool
+		unkeyed []string
 	)
 	for _, path := range paths {
 		id, ok := outputPathOf(path)
@@ -105,15 +120,19 @@ func uncache(w *Workflow, paths []string, required bool) []Effect {
 			// One whose definition does not parse (an earlier version's
 			// record, a damaged one) leaves p nil: the tasks that carry
 			// their own configuration (a dynamic fork's) can still be
-			// keyed, and their outputs must not stay in the cache in
-			// plain text until they expire.
+			// keyed, the others not, and their outputs must not stay in
+			// the cache in plain text until they expire either.
 			p, _ = w.planFor()
 			parsed = true
+		}
+		wt := p.config(t)
+		if wt == nil && p == nil && !slices.Contains(unkeyed, t.ID) {
+			unkeyed = append(unkeyed, t.ID)
 		}
 		// The key of the definition it runs now, and of those it
 		// completed under before an upgrade changed it.
 		configured := t.CacheKeys
-		if wt := p.config(t); wt != nil && cachesOutput(wt, t.Type) {
+		if wt != nil && cachesOutput(wt, t.Type) {
 			configured = slices.Concat([]string{wt.CacheConfig.Key}, t.CacheKeys)
 		}
 		for _, c := range configured {
@@ -131,6 +150,9 @@ func uncache(w *Workflow, paths []string, required bool) []Effect {
 				}
 			}
 		}
+	}
+	if len(unkeyed) > 0 {
+		out = append(out, UncacheTasks{WorkflowID: w.ID, TaskIDs: unkeyed, Required: required})
 	}
 	return out
 }

@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -190,6 +191,21 @@ func TestTerminatedWithoutItsDefinition(t *testing.T) {
 	}
 }
 
+// cachingFork is a dynamic fork and its JOIN, which run the task fetch,
+// configured by the workflow's input (cachingForkInput) to cache its
+// output: a task that carries its own configuration.
+const cachingFork = `
+	 {"name":"dyn","taskReferenceName":"dyn","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks",
+	  "dynamicForkTasksInputParamName":"inputs","inputParameters":{"tasks":"${workflow.input.tasks}","inputs":"${workflow.input.inputs}"}},
+	 {"name":"join","taskReferenceName":"join","type":"JOIN"}`
+
+func cachingForkInput() map[string]any {
+	return map[string]any{
+		"tasks":  []any{map[string]any{"name": "fetch", "taskReferenceName": "fetch", "cacheConfig": map[string]any{"key": "${url}", "ttlInSecond": 60}}},
+		"inputs": map[string]any{"fetch": map[string]any{"url": "https://a"}},
+	}
+}
+
 // A workflow whose definition does not parse still has the outputs it
 // masks purged from the cache, by its compaction as by recovery, for the
 // tasks that carry their own configuration: those a dynamic fork decided
@@ -198,15 +214,9 @@ func TestTerminatedWithoutItsDefinition(t *testing.T) {
 // plain text, until its time to live.
 func TestUncacheWithoutItsDefinition(t *testing.T) {
 	t.Parallel()
-	const def = `{"name":"cached","tasks":[
-	 {"name":"dyn","taskReferenceName":"dyn","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"tasks",
-	  "dynamicForkTasksInputParamName":"inputs","inputParameters":{"tasks":"${workflow.input.tasks}","inputs":"${workflow.input.inputs}"}},
-	 {"name":"join","taskReferenceName":"join","type":"JOIN"},
+	const def = `{"name":"cached","tasks":[` + cachingFork + `,
 	 {"name":"hold","taskReferenceName":"hold","type":"WAIT"}]}`
-	input := map[string]any{
-		"tasks":  []any{map[string]any{"name": "fetch", "taskReferenceName": "fetch", "cacheConfig": map[string]any{"key": "${url}", "ttlInSecond": 60}}},
-		"inputs": map[string]any{"fetch": map[string]any{"url": "https://a"}},
-	}
+	input := cachingForkInput()
 	for _, bad := range []string{`{"name":"cached","tasks":[{"name":"a",`, `{"name":"cached","tasks":"none"}`} {
 		for name, compact := range map[string]bool{"compaction": true, "recovery": false} {
 			t.Run(bad+"/"+name, func(t *testing.T) {
@@ -243,5 +253,55 @@ func TestUncacheWithoutItsDefinition(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// The outputs a workflow whose definition does not parse masks, of the
+// tasks its definition configures, are purged by its compaction by task
+// (UncacheTasks), since their keys come from the cacheConfig it holds;
+// those of the tasks that carry their own configuration by key, as
+// before. They stayed in the cache, in plain text, until they expired.
+func TestUncacheByTaskWithoutItsDefinition(t *testing.T) {
+	t.Parallel()
+	const def = `{"name":"cached","tasks":[` + cachingFork + `,
+	 {"name":"fetch_def","taskReferenceName":"fetch_def","inputParameters":{"url":"https://b"},"cacheConfig":{"key":"${url}","ttlInSecond":60}},
+	 {"name":"plain","taskReferenceName":"plain"},
+	 {"name":"hold","taskReferenceName":"hold","type":"WAIT"}]}`
+	input := cachingForkInput()
+	for _, bad := range []string{`{"name":"cached","tasks":[{"name":"a",`, `{"name":"cached","tasks":"none"}`} {
+		t.Run(bad, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, def, input)
+			h.complete("fetch", map[string]any{"token": "found-secret-later"})
+			dynamic := effectsOf[engine.CacheOutput](h.last)
+			h.complete("fetch_def", map[string]any{"token": "found-secret-later"})
+			h.complete("plain", map[string]any{"token": "found-secret-later"})
+			if len(dynamic) != 1 || len(effectsOf[engine.CacheOutput](h.last)) != 0 {
+				t.Fatalf("cache effects %+v", dynamic)
+			}
+			var paths []string
+			for _, ref := range []string{"fetch", "fetch_def", "plain"} {
+				paths = append(paths, "task/"+h.task(ref).ID+"/output.token")
+			}
+			h.decide(engine.ValuesFound{From: "parent", Masked: &schemas.ValuesMasked{Paths: paths}})
+			w, err := engine.ApplyRecord(h.w, []schemas.Event{&schemas.WorkflowUpgraded{Def: []byte(bad), Time: 5},
+				&schemas.WorkflowStatusChanged{Status: conductor.WorkflowTerminated, Reason: "stop", Time: 5}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dec, err := engine.Decide(engine.Input{State: w, Trigger: engine.Compact{}, Now: time.UnixMilli(10)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// plain caches nothing, but that is in the definition too.
+			want := engine.UncacheTasks{WorkflowID: w.ID, TaskIDs: []string{h.task("fetch_def").ID, h.task("plain").ID}, Required: true}
+			byTask := effectsOf[engine.UncacheTasks](dec)
+			if len(byTask) != 1 || !reflect.DeepEqual(byTask[0], want) {
+				t.Errorf("purges by task %+v, want %+v", byTask, want)
+			}
+			if byKey := effectsOf[engine.UncacheOutput](dec); len(byKey) != 1 || byKey[0] != (engine.UncacheOutput{Key: dynamic[0].Key, Required: true}) {
+				t.Errorf("purges by key %+v, want the dynamic fork's task's", byKey)
+			}
+		})
 	}
 }

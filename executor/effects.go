@@ -259,6 +259,8 @@ func (e *Executor) performOne(ctx context.Context, eff engine.Effect) error {
 		return e.cacheOutput(ctx, eff)
 	case engine.UncacheOutput:
 		return e.outputs.drop(ctx, eff.Key)
+	case engine.UncacheTasks:
+		return e.outputs.dropTasks(ctx, eff.WorkflowID, eff.TaskIDs)
 	case engine.Withdraw:
 		return e.withdraw(ctx, eff)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -235,13 +236,20 @@ func (e *Executor) cacheOutput(ctx context.Context, eff engine.CacheOutput) erro
 // returned: its decision is not appended, and is tried again.
 func (e *Executor) uncacheAhead(ctx context.Context, effects []engine.Effect) error {
 	for _, eff := range effects {
-		u, ok := eff.(engine.UncacheOutput)
-		if !ok {
+		var (
+			err      error
+			required bool
+		)
+		switch u := eff.(type) {
+		case engine.UncacheOutput:
+			err, required = e.outputs.drop(ctx, u.Key), u.Required
+		case engine.UncacheTasks:
+			err, required = e.outputs.dropTasks(ctx, u.WorkflowID, u.TaskIDs), u.Required
+		default:
 			continue
 		}
-		err := e.outputs.drop(ctx, u.Key)
 		switch {
-		case err != nil && u.Required:
+		case err != nil && required:
 			return fmt.Errorf("output found secret not dropped from the task output cache: %w", err)
 		case err != nil:
 			e.cfg.Logger.Warn("task output cache: an output found secret not dropped before its decision is recorded", logkey.Err, err)
@@ -316,6 +324,51 @@ func (c *outputCache) drop(ctx context.Context, key string) error {
 		// Replaced since the read (purged by its writer, or written
 		// again): read again.
 	}
+}
+
+// dropTasks removes the outputs that the tasks taskIDs of workflow wfID
+// cached, whatever their keys (engine.UncacheTasks): it reads every entry
+// of the bucket, for the few workflows whose definition does not parse
+// and that mask an output. An entry written before entries named their
+// task is not found; nor is one a task of another workflow wrote, from
+// which a task of wfID was completed.
+func (c *outputCache) dropTasks(ctx context.Context, wfID string, taskIDs []string) error {
+	kv, err := c.existing(ctx)
+	if err != nil || kv == nil {
+		return err
+	}
+	listing, cancel := context.WithCancel(ctx)
+	keys, err := kv.ListKeys(listing)
+	if err != nil {
+		cancel()
+		return fmt.Errorf("list the task output cache: %w", err)
+	}
+	defer func() {
+		// The lister's goroutine ends once its context is, or its
+		// channel read to the end: a send may be blocked on it.
+		cancel()
+		for range keys.Keys() {
+		}
+	}()
+	for key := range keys.Keys() {
+		entry, err := kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // purged, or expired, since listed
+		}
+		if err != nil {
+			return fmt.Errorf("read the task output cache: %w", err)
+		}
+		var e cachedOutput
+		if json.Unmarshal(entry.Value(), &e) != nil || e.WorkflowID != wfID || !slices.Contains(taskIDs, e.TaskID) {
+			continue
+		}
+		// Replaced since the read: by its writer's purge, or by another
+		// task's output, which is not this workflow's to purge.
+		if err := c.purge(ctx, key, entry.Revision()); err != nil && !errors.Is(err, errReplaced) {
+			return err
+		}
+	}
+	return ctx.Err()
 }
 
 // errReplaced: the revision a purge expected is not the key's last.

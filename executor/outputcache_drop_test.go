@@ -112,6 +112,53 @@ func TestOutputCacheDropsOnlyAnEntry(t *testing.T) {
 	}
 }
 
+// A purge by task (engine.UncacheTasks, for a workflow whose definition
+// does not parse) takes out the entries the tasks named cached, and no
+// other: not another task's of the same workflow, nor the same task id's
+// of another workflow, nor one that names no task.
+func TestOutputCacheDropsTheEntriesOfTasks(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	reg := prometheus.NewRegistry()
+	c := &outputCache{log: testutil.OpenLog(t, ""), logger: testutil.Logger(t), counts: newMetrics(reg).cache}
+	if err := c.dropTasks(ctx, "wf-1", []string{"t1"}); err != nil {
+		t.Fatalf("drop from a cache never made: %v", err)
+	}
+	entries := map[string]engine.CacheOutput{
+		"of-t1":         {WorkflowID: "wf-1", TaskID: "t1"},
+		"of-t2":         {WorkflowID: "wf-1", TaskID: "t2"},
+		"of-t3":         {WorkflowID: "wf-1", TaskID: "t3"},
+		"of-another-t1": {WorkflowID: "wf-2", TaskID: "t1"},
+		"of-none":       {},
+	}
+	for key, eff := range entries {
+		eff.Key, eff.Output, eff.ExpiresAt = key, map[string]any{"v": "found-secret-later"}, time.Now().Add(time.Hour).UnixMilli()
+		if _, err := c.put(ctx, eff); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.dropTasks(ctx, "wf-1", []string{"t1", "t3"}); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := c.bucket(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key := range entries {
+		_, err := kv.Get(ctx, key)
+		switch gone := errors.Is(err, jetstream.ErrKeyNotFound); {
+		case !gone && err != nil:
+			t.Fatal(err)
+		case gone != slices.Contains([]string{"of-t1", "of-t3"}, key):
+			t.Errorf("%s: purged %v", key, gone)
+		}
+	}
+	if got := testutil.MetricValue(t, reg, "flowvault_engine_task_cache_total", map[string]string{"result": "dropped"}); got != 2 {
+		t.Errorf("task_cache_total{result=\"dropped\"} = %v, want 2", got)
+	}
+}
+
 // holdsCacheWrites protects nothing, and holds back the decisions'
 // CacheOutput effects, for the test to perform when it chooses.
 type holdsCacheWrites chan engine.CacheOutput
