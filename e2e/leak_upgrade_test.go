@@ -74,3 +74,35 @@ func TestLeakOnUpgradeKeepingInputOntoMaskedFields(t *testing.T) {
 	sc.ScanPebble(t, n.cfg.PebbleDir())
 	sc.Check(t)
 }
+
+// An upgrade that gives no workflowInput onto a version masking a field
+// whose leaves the workflow keeps sealed already (the version it ran
+// copies the field into a _secrets block, which seals it leaf by leaf at
+// the start) hands the field to the tasks after it as it was given: the
+// input recorded again sealed the field whole from its JSON, in which a
+// sealed leaf reads "***", and the value was gone for good.
+func TestUpgradeOntoMaskedFieldKeepsSealedLeaves(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	num := "41" + alnum(20)
+	e.register(`{"name":"up_leaves","version":1,"tasks":[{"name":"g","taskReferenceName":"g","type":"WAIT",
+	  "inputParameters":{"_secrets":{"c":"${workflow.input.card}"}}}]}`,
+		`{"name":"up_leaves","version":2,"maskedFields":["card"],"tasks":[{"name":"g","taskReferenceName":"g","type":"WAIT",
+	  "inputParameters":{"_secrets":{"c":"${workflow.input.card}"}}},
+	  {"name":"up_leaves_use","taskReferenceName":"use","inputParameters":{"num":"${workflow.input.card.num}","holder":"${workflow.input.card.holder}"}}]}`)
+	v1 := 1
+	id := e.must(http.StatusOK, "POST", "/api/workflow", conductor.StartWorkflowRequest{Name: "up_leaves", Version: &v1,
+		Input: map[string]any{"card": map[string]any{"num": num, "holder": "bob"}}})
+	e.must(http.StatusOK, "POST", "/api/workflow/"+id+"/upgrade", map[string]any{"name": "up_leaves", "version": 2})
+	if wf := e.workflow(id); wf.WorkflowVersion != 2 || wf.Input["card"] != masking.Mask {
+		t.Fatalf("upgraded: version %d, card %v, want 2 and %s", wf.WorkflowVersion, wf.Input["card"], masking.Mask)
+	}
+	e.must(http.StatusOK, "POST", "/api/tasks/"+id+"/g/COMPLETED", map[string]any{})
+	use := e.takeOne("up_leaves_use")
+	if use.InputData["num"] != num || use.InputData["holder"] != "bob" {
+		t.Errorf("the task after the upgrade is given num %v and holder %v, want the card's as given (%s, bob)",
+			use.InputData["num"], use.InputData["holder"], num)
+	}
+	e.completeTask(use, nil)
+	e.waitStatus(id, conductor.WorkflowCompleted)
+}

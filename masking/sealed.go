@@ -230,7 +230,8 @@ func sealLeaf(s Sealer, kind byte, path string, v any, found func([]byte)) (*Sea
 }
 
 // SealFields seals the named top-level fields of m (maskedFields) with the
-// secrets key, and every _secrets/_masked leaf (see SealKeys). Orkes
+// secrets key, each whole unless it holds sealed values (then leaf by
+// leaf, around them), and every _secrets/_masked leaf (see SealKeys). Orkes
 // replaces maskedFields values for good once a workflow is archived, as it
 // does _secrets data, where _masked data survives: compaction destroys
 // them with the secrets key.
@@ -245,7 +246,17 @@ func SealFields(s Sealer, redact *Redactor, path string, m map[string]any, field
 			if _, already := e.(*Sealed); already {
 				continue
 			}
-			sealed, err := sealLeaf(s, KindSecrets, path+"."+f, e, found)
+			var sealed any
+			var err error
+			if HasSealed(e) {
+				// Sealed whole, its JSON would read "***" for each value
+				// sealed in it (a _secrets block's, a leaf the version
+				// the workflow ran before sealed): gone for good. The
+				// rest is sealed leaf by leaf around them instead.
+				sealed, err = walkSeal(s, redact, path+"."+f, e, KindSecrets, found)
+			} else {
+				sealed, err = sealLeaf(s, KindSecrets, path+"."+f, e, found)
+			}
 			if err != nil {
 				return nil, err
 			}

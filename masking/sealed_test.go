@@ -169,6 +169,45 @@ func TestSealFields(t *testing.T) {
 	}
 }
 
+// A masked field that holds sealed values already (a _secrets block of
+// its own, sealed by the same call, or a leaf sealed by SealTrees for the
+// version a workflow ran before) has its other leaves sealed around them:
+// sealed whole from its JSON, each of them read "***" when it opened.
+func TestSealFieldsKeepsWhatIsSealedInAField(t *testing.T) {
+	s := newGCMSealer(t)
+	before, err := SealTrees(s, KindSecrets, nil, "wf/input", map[string]any{"card": map[string]any{"num": "4111-4111"}}, []string{"card"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		in   map[string]any
+		want any
+	}{
+		{"a _secrets block in it", map[string]any{"card": map[string]any{"_secrets": map[string]any{"pin": "1234"}, "holder": "bob"}},
+			map[string]any{"_secrets": map[string]any{"pin": "1234"}, "holder": "bob"}},
+		{"a leaf sealed before", map[string]any{"card": map[string]any{"num": before["card"].(map[string]any)["num"], "holder": "bob"}},
+			map[string]any{"num": "4111-4111", "holder": "bob"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := SealFields(s, nil, "wf/input", tt.in, []string{"card"}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opened, err := Open(out["card"], s.Open)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(opened, tt.want) {
+				t.Errorf("the field opens as %v, want %v", opened, tt.want)
+			}
+			if card, _ := out["card"].(map[string]any); card != nil && fmt.Sprint(card["holder"]) != Mask {
+				t.Errorf("the field's plain leaf holder = %v, want it sealed", card["holder"])
+			}
+		})
+	}
+}
+
 func TestSealTrees(t *testing.T) {
 	s := newGCMSealer(t)
 	in := map[string]any{"creds": map[string]any{"user": "bob", "pins": []any{1234.0}}, "plain": "x"}
