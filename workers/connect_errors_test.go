@@ -107,7 +107,10 @@ func TestConnectLogsAsyncErrors(t *testing.T) {
 // URLs' userinfo, a token or a password: the caller logs the error. So
 // does one whose URL's userinfo does not parse (an unescaped '%' or a
 // space in a password), where net/url's error quotes the URL whole, and
-// an escape that does not decode its bytes.
+// an escape that does not decode its bytes, and one whose password holds
+// an unescaped '/', '#' or '?', which ends the authority there: net/url
+// quotes the password up to it as a port that is not one, and the URL
+// up to a '#' as the URL.
 func TestConnectErrorQuotesNoCredentials(t *testing.T) {
 	t.Parallel()
 	creds := userCreds(t)
@@ -121,6 +124,9 @@ func TestConnectErrorQuotesNoCredentials(t *testing.T) {
 		{"nats://svc:50%of-Zq9vLm2pT8@127.0.0.1:1", false},
 		{"nats://svc:p4ss Zq9vLm2pT8@127.0.0.1:1", false},
 		{"nats://127.0.0.2:1,nats://tok3n%Zq9vLm2pT8@127.0.0.1:1", false},
+		{"nats://svc:Zq9v/Lm2pT8@127.0.0.1:1", false},
+		{"nats://svc:Zq9v#Lm2pT8@127.0.0.1:1", false},
+		{"nats://127.0.0.2:1,nats://svc:Zq9v?Lm2pT8@127.0.0.1:1", false},
 	} {
 		nc, err := workers.Connect(tc.url, creds)
 		if err == nil {
@@ -128,7 +134,7 @@ func TestConnectErrorQuotesNoCredentials(t *testing.T) {
 			t.Fatalf("%s: connected, want it refused", tc.url)
 		}
 		msg := err.Error()
-		if errors.Is(err, nats.ErrNoServers) != tc.noServers || !strings.Contains(msg, "127.0.0.1:1") || strings.Contains(msg, "Zq9vLm2pT8") || strings.Contains(msg, "%of") {
+		if errors.Is(err, nats.ErrNoServers) != tc.noServers || !strings.Contains(msg, "127.0.0.1:1") || strings.Contains(msg, "Zq9v") || strings.Contains(msg, "%of") {
 			t.Errorf("connecting failed with %q, want no servers %v, named without their credentials", err, tc.noServers)
 		}
 	}

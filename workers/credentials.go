@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
@@ -133,28 +132,9 @@ func Connect(url string, creds []byte, opts ...nats.Option) (*nats.Conn, error) 
 	copts = append(copts, nats.MaxReconnects(-1), nats.ErrorHandler(logAsyncError))
 	nc, err := nats.Connect(url, append(copts, opts...)...)
 	if err != nil {
-		return nil, fmt.Errorf("connect %s: %w", serverNames(url), natsurl.ParseError(err, serverNames))
+		return nil, fmt.Errorf("connect %s: %w", natsurl.Servers(url), natsurl.ParseError(err, url))
 	}
 	return nc, nil
-}
-
-// serverNames is url, the comma-separated server URLs nats.Connect takes,
-// without the userinfo each may carry: a token or a user's password,
-// which an error the caller logs must not hold.
-func serverNames(url string) string {
-	servers := strings.Split(url, ",")
-	for i, s := range servers {
-		at := strings.LastIndex(s, "@")
-		if at < 0 {
-			continue
-		}
-		scheme := ""
-		if j := strings.Index(s, "://"); j >= 0 && j < at {
-			scheme = s[:j+len("://")]
-		}
-		servers[i] = scheme + s[at+1:]
-	}
-	return strings.Join(servers, ",")
 }
 
 // logAsyncError logs an asynchronous error of a worker's connection. The

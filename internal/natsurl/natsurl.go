@@ -7,22 +7,45 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 )
 
-// ParseError returns err, a connection's error, without what net/url's
-// error quotes when a server URL does not parse: the URL whole, and for an
-// escape that does not decode (a password's unescaped '%') its bytes, both
-// perhaps of the URL's userinfo, which nats.Connect hands back as they
-// are. The URL is named as redact names it. Any other error is returned
+// Servers names the servers of urls, the comma-separated server URLs
+// nats.Connect takes, without the userinfo each may carry: each from past
+// its last '@', which a URL net/url cannot parse has too.
+func Servers(urls string) string {
+	servers := strings.Split(urls, ",")
+	for i, s := range servers {
+		at := strings.LastIndex(s, "@")
+		if at < 0 {
+			continue
+		}
+		scheme := ""
+		if j := strings.Index(s, "://"); j >= 0 && j < at {
+			scheme = s[:j+len("://")]
+		}
+		servers[i] = scheme + s[at+1:]
+	}
+	return strings.Join(servers, ",")
+}
+
+// ParseError returns err, the error of a connection to urls, without
+// what net/url's error quotes when a server URL does not parse, which
+// nats.Connect hands back as it is: the URL, whole or up to a '#' (one
+// in a password), an escape that does not decode (a password's unescaped
+// '%'), and the authority's text past its last ':' as a port that is not
+// one (a password up to a '/', '?' or '#' in it). It names the servers as
+// Servers does, and why in words of its own. Any other error is returned
 // as it is.
-func ParseError(err error, redact func(string) string) error {
+func ParseError(err error, urls string) error {
 	var ue *url.Error
 	if !errors.As(err, &ue) {
 		return err
 	}
-	why := ue.Err.Error()
+	why := "it does not parse"
 	if _, escape := ue.Err.(url.EscapeError); escape {
 		why = "invalid URL escape"
 	}
-	return fmt.Errorf("%s %s: %s", ue.Op, redact(ue.URL), why)
+	return fmt.Errorf("%s %s: %s (a user name, password or token holding '%%', '/', '?', '#', '@' or a space is written URL-escaped, as %%XX)",
+		ue.Op, Servers(urls), why)
 }
