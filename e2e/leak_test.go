@@ -380,15 +380,32 @@ func (ln *leakNode) env(t *testing.T, scanners ...*leaktest.Scanner) *env {
 // stopped node's files hold whole.
 func (ln *leakNode) stopAndScan(t *testing.T, scanners ...*leaktest.Scanner) {
 	t.Helper()
-	if err := ln.Stop(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	ln.stopped = true
+	ln.stop(t)
 	for _, sc := range scanners {
 		sc.Scan("log output", []byte(ln.logs.String()))
 		sc.ScanDir(t, ln.cfg.DataDir)
 		sc.ScanPebble(t, ln.cfg.PebbleDir())
 	}
+}
+
+// stopAndScanPebble stops the node and has sc search its Pebble files and
+// every key and value, failing the test on each hit: what the read models
+// keep, where the log's records may hold a value as it was given.
+func (ln *leakNode) stopAndScanPebble(t *testing.T, sc *leaktest.Scanner) {
+	t.Helper()
+	ln.stop(t)
+	sc.ScanDir(t, ln.cfg.PebbleDir())
+	sc.ScanPebble(t, ln.cfg.PebbleDir())
+	sc.Check(t)
+}
+
+// stop stops the node, for its files to be read whole.
+func (ln *leakNode) stop(t *testing.T) {
+	t.Helper()
+	if err := ln.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ln.stopped = true
 }
 
 // scanEverything has each scanner search every stream's messages, then

@@ -52,6 +52,9 @@ func (d *decision) restart(r Restart) error {
 		if !bytes.Equal(r.Def.Raw, d.plan.def.Raw) {
 			d.runAs(r.By, r.Author)
 		}
+		if in := d.keptInput(r.Def); in != nil {
+			reset.Input, reset.SetInput = in, true
+		}
 	}
 	d.startOver(reset)
 	d.reopened("", d.w.ResetTime)

@@ -49,7 +49,7 @@ type ResetCallbacks struct{}
 // already reached are SKIPPED, with TaskOutput[ref] as their output, and
 // those after it run as Def says. Input, when not nil, replaces the
 // workflow's input; a nil one keeps it, recorded again when Def masks a
-// field of it held in plain text (holdsUnsealed).
+// field of it held in plain text (keptInput).
 type Upgrade struct {
 	Def        *conductor.WorkflowDef
 	Input      map[string]any
@@ -169,14 +169,8 @@ func (d *decision) upgrade(u Upgrade) error {
 		d.runAs(u.By, u.Author)
 	}
 	input := u.Input
-	if input == nil && holdsUnsealed(d.w.Input, next.def.MaskedFields) {
-		// The input the workflow keeps holds in plain text a field the
-		// version it moves to masks: recorded again, it is sealed by that
-		// version's fields as a start of it would be, where kept it stayed
-		// in plain text in the read models, through compaction, which
-		// views masked by the new version. The start's record keeps it as
-		// given, which the version it ran did not mask.
-		input = copyMap(d.w.Input)
+	if input == nil {
+		input = d.keptInput(next.def)
 	}
 	d.emit(&schemas.WorkflowUpgraded{Def: u.Def.Raw, Input: input, SetInput: input != nil, Time: d.now})
 	d.plan = next
@@ -184,16 +178,22 @@ func (d *decision) upgrade(u Upgrade) error {
 	return nil
 }
 
-// holdsUnsealed reports whether input holds one of fields not sealed.
-func holdsUnsealed(input map[string]any, fields []string) bool {
-	for _, f := range fields {
-		switch input[f].(type) {
+// keptInput returns the input the workflow keeps as it moves to def (an
+// upgrade, a restart onto the latest version) when it is to be recorded
+// again: when it holds in plain text a field def masks. Recorded, it is
+// sealed by def's fields as a start of def would be, where kept it stayed
+// in plain text in the read models, through compaction, which views
+// masked by def. The start's record keeps it as given, which the version
+// it ran did not mask. Otherwise nil: kept as it is.
+func (d *decision) keptInput(def *conductor.WorkflowDef) map[string]any {
+	for _, f := range def.MaskedFields {
+		switch d.w.Input[f].(type) {
 		case nil, *masking.Sealed:
 		default:
-			return true
+			return copyMap(d.w.Input)
 		}
 	}
-	return false
+	return nil
 }
 
 // skipPassed records as SKIPPED the tasks of list that the workflow has

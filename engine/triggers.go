@@ -182,7 +182,9 @@ type Terminate struct {
 }
 
 // Restart runs a terminal workflow again from the start. Def, when set, is
-// the latest definition to use instead of the one the workflow ran.
+// the latest definition to use instead of the one the workflow ran; the
+// input the workflow keeps is recorded again when Def masks a field of it
+// held in plain text (keptInput), as by an Upgrade.
 type Restart struct {
 	Def *conductor.WorkflowDef
 	// By is who asked: a restart on a definition other than the one the
