@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/flowvault/flowvault/fault"
@@ -13,15 +15,16 @@ import (
 
 // An event handler is stored and shown as given, as a schedule is: a
 // start_workflow action's input setting a field its workflow masks
-// (maskedFields) to data of the handler's own is refused, and such a
-// field stored before its workflow came to mask it reads "***". Data
-// from the event ("${card}") is the started workflow's to seal, and the
-// expression is definition text, shown as written.
+// (maskedFields) to data of the handler's own is refused, as is an
+// action's _secrets or _masked data of its own, and such a field or data
+// stored before reads "***". Data from the event ("${card}") is the
+// started workflow's to seal, and the expression is definition text,
+// shown as written.
 
-// refuseMaskedHandlerInput refuses handlers whose start_workflow input
-// sets a field the workflow masks to data of its own. Fields are named
-// as the store names them: "[j].actions[i]…" in a list (listed), else
-// "actions[i]…".
+// refuseMaskedHandlerInput refuses handlers whose actions hold _secrets or
+// _masked data of their own, or whose start_workflow input sets a field
+// the workflow masks to data of its own. Fields are named as the store
+// names them: "[j].actions[i]…" in a list (listed), else "actions[i]…".
 func (s *Server) refuseMaskedHandlerInput(ctx context.Context, handlers []*conductor.EventHandler, listed bool) error {
 	ve := &fault.ValidationError{}
 	for j, h := range handlers {
@@ -33,6 +36,11 @@ func (s *Server) refuseMaskedHandlerInput(ctx context.Context, handlers []*condu
 			prefix = fmt.Sprintf("[%d].", j)
 		}
 		for i, a := range h.Actions {
+			ownSecrets(a.Action, a.Params(), fmt.Sprintf("%sactions[%d].%s", prefix, i, a.Action), false, func(path string) {
+				ve.Add(path, "%s", "an event handler is stored in plain text, so it may not hold _secrets or _masked data of its own: "+
+					"give it from the event (an expression such as ${token}), "+
+					"or store the value with PUT /api/secrets/{key} and reference it as ${workflow.secrets.NAME} in the workflow definition")
+			})
 			fields, err := s.handlerMaskedFields(ctx, a)
 			if err != nil {
 				return err
@@ -47,14 +55,17 @@ func (s *Server) refuseMaskedHandlerInput(ctx context.Context, handlers []*condu
 	return ve.Err()
 }
 
-// maskedHandler returns h's JSON with each start_workflow input field
-// that its workflow masks, and that holds data of the handler's own,
-// reading "***", encoded again (its members then in name order); any
-// other as stored. A handler whose workflow's definition cannot be
-// looked up is not shown (maskedFields).
+// maskedHandler returns h's JSON with each _secrets or _masked value of
+// an action, and each start_workflow input field that its workflow
+// masks, that holds data of the handler's own reading "***", encoded
+// again (its members then in name order); any other as stored. A handler
+// whose workflow's definition cannot be looked up is not shown
+// (maskedFields).
 func (s *Server) maskedHandler(ctx context.Context, h *conductor.EventHandler) (json.RawMessage, error) {
 	masked := map[int][]string{}
+	keyed := false // an action holds _secrets or _masked data of its own
 	for i, a := range h.Actions {
+		ownSecrets(a.Action, a.Params(), "", false, func(string) { keyed = true })
 		fields, err := s.handlerMaskedFields(ctx, a)
 		if err != nil {
 			return nil, err
@@ -63,7 +74,7 @@ func (s *Server) maskedHandler(ctx context.Context, h *conductor.EventHandler) (
 			masked[i] = fields
 		}
 	}
-	if len(masked) == 0 {
+	if len(masked) == 0 && !keyed {
 		return h.Raw, nil
 	}
 	var doc map[string]any
@@ -71,6 +82,13 @@ func (s *Server) maskedHandler(ctx context.Context, h *conductor.EventHandler) (
 		return nil, fmt.Errorf("event handler %s: %w", h.Name, err)
 	}
 	actions, _ := doc["actions"].([]any)
+	if keyed {
+		for i, a := range h.Actions {
+			action, _ := actions[i].(map[string]any)
+			params, _ := action[a.Action].(map[string]any)
+			ownSecrets(a.Action, params, "", true, func(string) {})
+		}
+	}
 	for i, fields := range masked {
 		action, _ := actions[i].(map[string]any)
 		params, _ := action[conductor.ActionStartWorkflow].(map[string]any)
@@ -104,6 +122,43 @@ func (s *Server) handlerMaskedFields(ctx context.Context, a conductor.EventActio
 		}
 	}
 	return out, nil
+}
+
+// ownSecrets calls found with the path under path of each _secrets or
+// _masked key, at any depth of an action's params, whose value holds data
+// of the handler's own (ownData), and, when mask, has that value read
+// "***" in params. A start_workflow's inline workflowDef is left out: it
+// is definition text, the started workflow's, shown as a definition is.
+func ownSecrets(action string, params map[string]any, path string, mask bool, found func(path string)) {
+	skip := ""
+	if action == conductor.ActionStartWorkflow {
+		skip = conductor.InlineWorkflowDef
+	}
+	ownSecretsIn(params, skip, path, mask, found)
+}
+
+// ownSecretsIn is ownSecrets for v, at path, leaving out its member skip
+// unless skip is "" (a member named "" is walked as any other).
+func ownSecretsIn(v any, skip, path string, mask bool, found func(path string)) {
+	switch x := v.(type) {
+	case map[string]any:
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			switch p := path + "." + k; {
+			case skip != "" && k == skip:
+			case !masking.IsMaskedKey(k):
+				ownSecretsIn(x[k], "", p, mask, found)
+			case ownData(x[k]):
+				found(p)
+				if mask {
+					x[k] = masking.Mask
+				}
+			}
+		}
+	case []any:
+		for i, e := range x {
+			ownSecretsIn(e, "", fmt.Sprintf("%s[%d]", path, i), mask, found)
+		}
+	}
 }
 
 // startedBy is the request naming the workflow a start_workflow action's
