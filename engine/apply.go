@@ -157,11 +157,16 @@ func apply(w *Workflow, ev schemas.Event, own fresh) (*Workflow, error) {
 		}
 		w.SealsSecrets, w.SecretsKey = true, e.Key
 	case *schemas.ValuesMasked:
-		if w.Compacted && !w.SealsSecrets {
+		if w.Compacted && w.ShreddedNothing {
 			// Compacted with no key, for the purges of the cached outputs
 			// it masked then: those this finding's decision performed may
 			// have failed, and only a compaction is tried until it is
-			// recorded (AwaitsCompaction).
+			// recorded (AwaitsCompaction). One whose compaction shredded
+			// data (under a key no SecretsSealed recorded, say) stays
+			// compacted: reopened, it would take its tasks' late log
+			// lines, which nothing can redact of what it was given, and
+			// its next compaction, with nothing left to shred, would
+			// take them for good.
 			w.Compacted, w.ShreddedNothing = false, false
 		}
 		for _, p := range slices.Concat(e.Paths, e.Shred, prefixed(shredPrefix, e.Shred)) {

@@ -82,8 +82,8 @@ type Workflow struct {
 	// those of a compacted workflow, whose next seal takes a new key.
 	// Compacted is set once the key was destroyed (a workflow with no key
 	// that masks a cached output is compacted too, for its purges, and a
-	// value found secret there since unsets it: see schemas.ValuesMasked
-	// in Apply).
+	// value found secret there since unsets it when the compaction
+	// shredded nothing: see schemas.ValuesMasked in Apply).
 	SealsSecrets bool `msgpack:"sealsSecrets,omitempty"`
 	Compacted    bool `msgpack:"compacted,omitempty"`
 	// ShreddedNothing is set with Compacted when the compaction took

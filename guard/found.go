@@ -20,14 +20,16 @@ import (
 // as the child's own ValuesMasked, the values sealed under the child's key
 // of the same kind: a memo rebuilt from the child's state looks for them,
 // and the child's compaction destroys a _secrets one and replaces its
-// copies. A compacted child whose secrets key was destroyed is left as it
-// is. One compacted with no key (only for the purges of the cached
-// outputs it masks) is not: what it records makes it await compaction
-// again (engine.Apply), and that compaction purges the cached outputs it
-// finds the values in.
+// copies. A compacted child whose compaction destroyed a secrets key or
+// shredded data sealed under one (a key no workflow.secrets_sealed
+// recorded, written before it existed) is left as it is. One whose
+// compaction shredded nothing (no key, compacted only for the purges of
+// the cached outputs it masks) is not: what it records makes it await
+// compaction again (engine.Apply), and that compaction purges the cached
+// outputs it finds the values in.
 func (g *Guard) FindValues(ctx context.Context, w *engine.Workflow, found engine.ValuesFound) (engine.ValuesFound, error) {
 	found.Masked, found.Key = nil, nil
-	if w == nil || w.Compacted && w.SealsSecrets || w.Removed || found.From == "" || found.From == w.ID {
+	if w == nil || w.Compacted && !w.ShreddedNothing || w.Removed || found.From == "" || found.From == w.ID {
 		return found, nil
 	}
 	open := g.opener(ctx, &engine.Workflow{ID: found.From, SecretsKey: found.SecretsKey})

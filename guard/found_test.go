@@ -3,13 +3,14 @@ package guard
 import (
 	"bytes"
 	"context"
-	"fmt"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -147,33 +148,78 @@ func tellChild(ctx context.Context, t *testing.T, g *Guard, parentID, kidID, blo
 // later, and awaits compaction again, whose purges take out the output of
 // its cached task that holds the value: that masking decision is recorded
 // after a compaction, and nothing but another would purge what it finds.
-// A child whose secrets key was destroyed is left as it is.
+// A child whose compaction shredded data sealed under its secrets key is
+// left as it is, one compacted before workflow.secrets_sealed existed
+// (which records no key) included: a finding that reopened it would let
+// its tasks' late log lines in, which nothing can redact of what it was
+// given under the key, and a second compaction would find nothing left to
+// shred and take the lines for good.
 func TestCompactedChildWithoutKeyMasksALateValueAndIsCompactedAgain(t *testing.T) {
 	ctx, keys := openKeys(t)
-	const value = "late-value-for-a-compacted-child-5521"
-	g := New(Config{Keys: keys})
-	for _, keyed := range []bool{false, true} {
-		t.Run(fmt.Sprintf("keyed_%t", keyed), func(t *testing.T) {
-			parentID, kidID := fmt.Sprintf("parent-%t", keyed), fmt.Sprintf("kid-%t", keyed)
+	const value, given = "late-value-for-a-compacted-child-5521", "given-to-a-worker-7730"
+	g := New(Config{Keys: keys, Secrets: fakeSecrets{}, Authz: allowAll{}})
+	for _, tc := range []struct {
+		name string
+		// block is where the child's second task is given a value.
+		block string
+		// recorded says whether workflow.secrets_sealed is folded.
+		recorded bool
+	}{
+		{"no_key", masking.KeyMasked, false},
+		{"secrets_key", masking.KeySecrets, true},
+		{"secrets_key_recorded_nowhere", masking.KeySecrets, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			parentID, kidID := "parent-"+tc.name, "kid-"+tc.name
 			look := tellChild(ctx, t, g, parentID, kidID, masking.KeyMasked, value)
-			events := []schemas.Event{
+			var kid *engine.Workflow
+			for _, ev := range []schemas.Event{
 				&schemas.WorkflowStarted{WorkflowID: kidID, Name: "k", Version: 1, ParentWorkflowID: parentID,
-					Def: []byte(`{"name":"k","version":1,"tasks":[{"name":"e","taskReferenceName":"e","inputParameters":{"k":"x"},"cacheConfig":{"key":"${k}","ttlInSecond":600}}]}`)},
+					Def: []byte(`{"name":"k","version":1,"tasks":[{"name":"e","taskReferenceName":"e","inputParameters":{"k":"x"},"cacheConfig":{"key":"${k}","ttlInSecond":600}},{"name":"f","taskReferenceName":"f"}]}`)},
 				&schemas.TaskScheduled{TaskID: "e1", Ref: "e", Name: "e", Type: "SIMPLE", Status: "SCHEDULED", Input: map[string]any{"k": "x"}, Time: 1},
 				&schemas.TaskUpdated{TaskID: "e1", Status: "COMPLETED", Output: map[string]any{"v": value}, Time: 2},
-				&schemas.WorkflowStatusChanged{Status: conductor.WorkflowCompleted, Time: 3},
+				&schemas.TaskScheduled{TaskID: "f1", Ref: "f", Name: "f", Type: "SIMPLE", Status: "SCHEDULED",
+					Input: map[string]any{tc.block: map[string]any{"tok": given}}, Time: 2},
+				&schemas.TaskStarted{TaskID: "f1", WorkerID: "w1", Time: 3},
+				&schemas.WorkflowStatusChanged{Status: conductor.WorkflowTerminated, Reason: "stop", Time: 3},
+				&schemas.WorkflowCompacted{Time: 4},
+			} {
+				dec, err := g.Protect(ctx, kid, engine.Decision{Events: []schemas.Event{ev}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, ev := range dec.Events {
+					if _, sealed := ev.(*schemas.SecretsSealed); sealed && !tc.recorded {
+						continue
+					}
+					kid = applyAll(t, kid, ev)
+				}
 			}
-			if keyed {
-				events = append(events, &schemas.SecretsSealed{})
+			if kid.SealsSecrets != tc.recorded {
+				t.Fatalf("seals secrets %t, want %t", kid.SealsSecrets, tc.recorded)
 			}
-			kid := applyAll(t, nil, append(events, &schemas.WorkflowCompacted{Time: 4})...)
 			found, err := g.FindValues(ctx, kid, engine.ValuesFound{From: look.From, SecretsKey: look.SecretsKey, Sealed: look.Sealed})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if keyed {
+			if tc.block == masking.KeySecrets {
 				if found.Masked != nil {
-					t.Errorf("the child whose key was destroyed records %+v, want nothing", found.Masked)
+					t.Errorf("the child whose compaction shredded data under its key records %+v, want nothing", found.Masked)
+				}
+				// As an engine since 8617a2d recorded it, from the finding
+				// above: the child stays compacted, and its worker's late
+				// log line is refused.
+				kid = applyAll(t, kid, &schemas.ValuesMasked{Paths: []string{"task/e1/output.v"}})
+				other := New(Config{Keys: keys, Secrets: fakeSecrets{}, Authz: allowAll{}})
+				dec, err := other.Protect(ctx, kid, engine.Decision{Events: []schemas.Event{&schemas.TaskLogged{TaskID: "f1", Lines: []string{"late: " + given}}}})
+				if !kid.Compacted || !errors.Is(err, fault.ErrConflict) {
+					var stored []string
+					for _, ev := range dec.Events {
+						if l, ok := ev.(*schemas.TaskLogged); ok {
+							stored = l.Lines
+						}
+					}
+					t.Errorf("after a finding recorded on it: compacted %t, a late log line stored as %q (%v); want it compacted and the line refused", kid.Compacted, stored, err)
 				}
 				return
 			}
