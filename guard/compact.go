@@ -56,7 +56,7 @@ func (s Shredded) Shred(wfID, recorded string) { s.Keys.Destroyed(secretsKey(wfI
 // a restarted workflow keeps its key), then it erases the keys of the pass
 // in one batch. A workflow with no key is compacted too when it masks a
 // cached output (engine.Workflow.AwaitsCompaction), for the purges its
-// compaction performs first. Whatever was
+// compaction performs first, and has no key erased. Whatever was
 // sealed under them — _secrets data in the log, in read models, in backups
 // — can never be decrypted again, even with the master key. Data under
 // _masked uses the other key and survives, so restarts still have it.
@@ -252,8 +252,9 @@ func (c *Compactor) Pass(ctx context.Context) (compacted int, more bool, err err
 }
 
 // compact records workflow wfID as compacted and returns the id of the
-// key to erase (none when it was restarted meanwhile, since it keeps it)
-// and whether it appended the record (not when another did first).
+// key to erase (none when it was restarted meanwhile, since it keeps it,
+// or when it has none) and whether it appended the record (not when
+// another did first).
 func (c *Compactor) compact(ctx context.Context, wfID string) (keyID string, appended bool, err error) {
 	out, err := c.Engine.Submit(ctx, wfID, engine.Compact{}, executor.Meta{RequestID: "compact:" + wfID})
 	switch {
@@ -263,6 +264,13 @@ func (c *Compactor) compact(ctx context.Context, wfID string) (keyID string, app
 		return "", false, err
 	case out.State == nil:
 		return "", false, fmt.Errorf("compacted workflow %s: no state", wfID)
+	case out.State.ShreddedNothing:
+		// No key recorded and nothing sealed under the one named after it
+		// (a workflow that sealed data before workflow.secrets_sealed
+		// existed shreds it): compacted only for its purges, it has no
+		// key, and erasing the one named after it costs the key store two
+		// reads for nothing.
+		return "", out.Appended, nil
 	}
 	return secretsKeyOf(out.State), out.Appended, nil
 }

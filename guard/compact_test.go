@@ -16,7 +16,12 @@ import (
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/testutil"
+	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/projections/executions"
+	"github.com/flowvault/flowvault/schemas"
+	"github.com/flowvault/flowvault/schemas/conductor"
+	"github.com/flowvault/flowvault/secrets"
 )
 
 // compactionLog stands in for the read model's compaction list, the engine
@@ -151,5 +156,129 @@ func TestCompactionStopsWhileTheLogRefusesWrites(t *testing.T) {
 		1600 * time.Millisecond, 3200 * time.Millisecond, 6400 * time.Millisecond, 12800 * time.Millisecond, 25600 * time.Millisecond, 30 * time.Second, 30 * time.Second}
 	if !slices.Equal(waits, want) {
 		t.Errorf("waits between failing passes %v, want %v", waits, want)
+	}
+}
+
+// foldingEngine decides and folds triggers on the states it holds, as an
+// executor does, appending nowhere.
+type foldingEngine struct {
+	mu     sync.Mutex
+	states map[string]*engine.Workflow
+}
+
+func (e *foldingEngine) Submit(_ context.Context, wfID string, trig engine.Trigger, _ executor.Meta) (executor.Outcome, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	w := e.states[wfID].Clone()
+	dec, err := engine.Decide(engine.Input{State: w, Trigger: trig, Now: time.UnixMilli(100)})
+	if err != nil {
+		return executor.Outcome{}, err
+	}
+	for _, ev := range dec.Events {
+		if w, err = engine.Apply(w, ev); err != nil {
+			return executor.Outcome{}, err
+		}
+	}
+	e.states[wfID] = w
+	return executor.Outcome{State: w, Appended: len(dec.Events) > 0}, nil
+}
+
+// countingKeys records the erasures it is asked for.
+type countingKeys struct {
+	KeyDestroyer
+	mu    sync.Mutex
+	calls [][]string
+}
+
+func (k *countingKeys) DestroyKeys(ctx context.Context, ids []string) error {
+	k.mu.Lock()
+	k.calls = append(k.calls, slices.Clone(ids))
+	k.mu.Unlock()
+	return k.KeyDestroyer.DestroyKeys(ctx, ids)
+}
+
+// A workflow compacted with no secrets key (only for the purges of the
+// cached outputs it masks), which its state tells by a compaction that
+// shredded nothing, costs the key store nothing: the pass erased a key
+// named after it, which does not exist, two reads each. One with a key
+// still has it erased: the key its log recorded, or, for one that sealed
+// data before workflow.secrets_sealed existed, the key named after it.
+func TestCompactionErasesOnlyTheKeysWorkflowsHave(t *testing.T) {
+	ctx, keys := openKeys(t)
+	const value = "sk-erase-or-not-40917"
+	g := New(Config{Keys: keys, Authz: allowAll{}, Secrets: fakeSecrets{"tok": value}})
+	def := []byte(`{"name":"k","version":1,"tasks":[{"name":"e","taskReferenceName":"e","inputParameters":{"k":"x"},"cacheConfig":{"key":"${k}","ttlInSecond":600}}]}`)
+	for _, tc := range []struct {
+		name  string
+		ended func(wfID string) *engine.Workflow
+		// erased is the key the pass erases; "" for none.
+		erased func(w *engine.Workflow) string
+	}{
+		{"no_key", func(wfID string) *engine.Workflow {
+			return applyAll(t, nil,
+				&schemas.WorkflowStarted{WorkflowID: wfID, Name: "k", Version: 1, Def: def},
+				&schemas.TaskScheduled{TaskID: "e1", Ref: "e", Name: "e", Type: "SIMPLE", Status: "SCHEDULED", Input: map[string]any{"k": "x"}, Time: 1},
+				&schemas.TaskUpdated{TaskID: "e1", Status: "COMPLETED", Output: map[string]any{"v": value}, Time: 2},
+				&schemas.ValuesMasked{Paths: []string{"task/e1/output.v"}})
+		}, func(*engine.Workflow) string { return "" }},
+		{"secrets_key", func(wfID string) *engine.Workflow {
+			return protectAndFold(ctx, t, g, nil,
+				&schemas.WorkflowStarted{WorkflowID: wfID, Name: "k", Version: 1, Def: def},
+				&schemas.TaskScheduled{TaskID: "e1", Ref: "e", Name: "e", Type: "SIMPLE", Status: "SCHEDULED",
+					Input: map[string]any{"k": "x", masking.KeySecrets: map[string]any{"t": value}}, Time: 1})
+		}, func(w *engine.Workflow) string { return w.SecretsKey }},
+		// A child whose input was sealed under the key named after it,
+		// folded without the workflow.secrets_sealed that names it, as a
+		// log written before it existed holds it.
+		{"secrets_key_recorded_nowhere", func(wfID string) *engine.Workflow {
+			in, refs, err := g.PrepareChild(ctx, engine.StartWorkflow{WorkflowID: wfID, From: "parent", CreatedBy: "admin",
+				Input: map[string]any{"token": "${workflow.secrets.tok}"}, InputDeferred: [][]any{{"token"}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dec, err := g.Protect(ctx, nil, engine.Decision{Events: []schemas.Event{&schemas.WorkflowStarted{WorkflowID: wfID, Name: "k", Version: 1,
+				CreatedBy: "admin", ParentWorkflowID: "parent", Def: def, Input: in, Resolved: refs}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return applyAll(t, nil, slices.DeleteFunc(dec.Events, func(ev schemas.Event) bool {
+				_, sealed := ev.(*schemas.SecretsSealed)
+				return sealed
+			})...)
+		}, func(w *engine.Workflow) string { return keyID(w.ID, masking.KindSecrets) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wfID := "wf-erase-" + tc.name
+			w := applyAll(t, tc.ended(wfID), &schemas.WorkflowStatusChanged{Status: conductor.WorkflowTerminated, Reason: "stop", Time: 3})
+			if !w.AwaitsCompaction() {
+				t.Fatal("the workflow does not await compaction")
+			}
+			want := tc.erased(w)
+			if want != "" {
+				if _, err := keys.DataKey(ctx, want); err != nil {
+					t.Fatalf("its key before the pass: %v", err)
+				}
+			}
+			list := newCompactionLog(0)
+			list.due = []string{wfID}
+			counted := &countingKeys{KeyDestroyer: keys}
+			c := &Compactor{Ended: list, Engine: &foldingEngine{states: map[string]*engine.Workflow{wfID: w}}, Keys: counted, Now: time.Now, Logger: testutil.Logger(t)}
+			if n, _, err := c.Pass(ctx); err != nil || n != 1 {
+				t.Fatalf("the pass compacted %d, %v; want the workflow compacted", n, err)
+			}
+			var calls [][]string
+			if want != "" {
+				calls = [][]string{{want}}
+			}
+			if !slices.EqualFunc(counted.calls, calls, slices.Equal) {
+				t.Errorf("the pass asked the key store to erase %q, want %q", counted.calls, calls)
+			}
+			if want == "" {
+				return
+			}
+			if _, err := keys.DataKey(ctx, want); !errors.Is(err, secrets.ErrKeyDestroyed) {
+				t.Errorf("its key after the pass: %v, want it destroyed", err)
+			}
+		})
 	}
 }
