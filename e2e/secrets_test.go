@@ -25,6 +25,7 @@ import (
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/node"
+	readmodel "github.com/flowvault/flowvault/projections/executions"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/secrets"
@@ -647,7 +648,7 @@ func TestCompactionOfARemovedWorkflow(t *testing.T) {
 				return fmt.Errorf("the key of removed workflow %s is not destroyed: %v", id, err)
 			}
 		}
-		waiting, err := n.Executions().AwaitingCompaction(ctx, math.MaxInt64, 10)
+		waiting, err := n.Executions().AwaitingCompaction(ctx, math.MaxInt64, readmodel.Ended{}, 10)
 		if err != nil || len(waiting) != 0 {
 			return fmt.Errorf("still awaiting compaction: %+v %v", waiting, err)
 		}

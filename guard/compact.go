@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,8 +21,9 @@ import (
 // Ended lists workflows waiting for compaction.
 type Ended interface {
 	// AwaitingCompaction lists the workflows that ended at or before
-	// endedBy (Unix ms), oldest first.
-	AwaitingCompaction(ctx context.Context, endedBy int64, limit int) ([]executions.Ended, error)
+	// endedBy (Unix ms), oldest first, after after (one it listed before;
+	// the zero Ended: from the first).
+	AwaitingCompaction(ctx context.Context, endedBy int64, after executions.Ended, limit int) ([]executions.Ended, error)
 }
 
 // Submitter runs triggers against workflows.
@@ -83,6 +85,16 @@ type Compactor struct {
 	// unerased are keys of compacted workflows whose erasure failed: the
 	// next pass tries again (a restart leaves them to Sweep).
 	unerased []string
+	// next is where the next pass's listing starts: after the last
+	// workflow a full pass tried, and from the first (the zero Ended) once
+	// a pass listed the rest. Workflows whose compaction keeps failing
+	// stay first on the list: passes that each started from the first
+	// listed them alone once there were a pass's worth, and the workflows
+	// behind them kept their keys for good.
+	next executions.Ended
+	// passSize bounds the workflows one pass lists (0: the constant; tests
+	// make it small).
+	passSize int
 }
 
 // Run compacts until ctx is done.
@@ -163,13 +175,15 @@ const (
 	passSize = 4096
 )
 
-// Pass compacts every workflow that is due, as many as a pass lists, and
-// returns how many it recorded as compacted and whether more may be due.
+// Pass compacts every workflow that is due, as many as a pass lists after
+// those the previous pass tried (see next), and returns how many it
+// recorded as compacted and whether more may be due.
 // (A workflow the read model lists a moment after its compaction is
 // listed again, and only its key erased again.) Pass is not safe for
 // concurrent use.
 func (c *Compactor) Pass(ctx context.Context) (compacted int, more bool, err error) {
-	ended, err := c.Ended.AwaitingCompaction(ctx, c.Now().UnixMilli()-c.Delay.Milliseconds(), passSize)
+	size := cmp.Or(c.passSize, passSize)
+	ended, err := c.Ended.AwaitingCompaction(ctx, c.Now().UnixMilli()-c.Delay.Milliseconds(), c.next, size)
 	if err != nil {
 		return 0, false, err
 	}
@@ -236,7 +250,15 @@ func (c *Compactor) Pass(ctx context.Context) (compacted int, more bool, err err
 	// leaves them; the next pass does not list those workflows, so Sweep
 	// at start-up erases such leftovers.
 	c.unerased = nil
-	more = len(ended) == passSize
+	more = len(ended) == size
+	switch {
+	case stop != nil || ctx.Err() != nil:
+		// Some were not tried: the next pass lists them again.
+	case more:
+		c.next = ended[len(ended)-1]
+	default:
+		c.next = executions.Ended{}
+	}
 	if stop != nil {
 		more = false
 		stop = fmt.Errorf("the log takes no writes, pass stopped after %d of %d due workflows: %w", compacted, len(ended), stop)

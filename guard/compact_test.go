@@ -43,13 +43,16 @@ func newCompactionLog(n int) *compactionLog {
 	return l
 }
 
-func (l *compactionLog) AwaitingCompaction(_ context.Context, _ int64, limit int) ([]executions.Ended, error) {
+func (l *compactionLog) AwaitingCompaction(_ context.Context, _ int64, after executions.Ended, limit int) ([]executions.Ended, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var out []executions.Ended
 	for _, id := range l.due {
 		if len(out) == limit {
 			break
+		}
+		if id <= after.WorkflowID {
+			continue
 		}
 		if l.lags || !l.compacted[id] {
 			out = append(out, executions.Ended{WorkflowID: id})

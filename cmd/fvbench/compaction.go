@@ -9,6 +9,7 @@ import (
 
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/node"
+	"github.com/flowvault/flowvault/projections/executions"
 )
 
 // benchCompaction runs workflows that each seal a _secrets output to
@@ -39,7 +40,7 @@ func benchCompaction(ctx context.Context, o opts) error {
 	lastChange := time.Now()
 	for {
 		time.Sleep(20 * time.Millisecond)
-		waiting, err := r.n.Executions().AwaitingCompaction(ctx, math.MaxInt64, 1)
+		waiting, err := r.n.Executions().AwaitingCompaction(ctx, math.MaxInt64, executions.Ended{}, 1)
 		if err != nil {
 			return err
 		}

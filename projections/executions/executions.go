@@ -1166,27 +1166,46 @@ func (r *Reader) RemovedAwaitingCompaction(_ context.Context, wfID string) (bool
 type Ended struct {
 	WorkflowID string
 	EndTime    int64
+	// ByID says it is on the list keyed by id (removed workflows, and
+	// those a data dir written before the time-ordered list holds), which
+	// is listed first: a listing that goes on after it knows which list
+	// to go on in.
+	ByID bool
 }
 
 // AwaitingCompaction lists ended workflows not compacted yet that ended
-// at or before endedBy (Unix ms), oldest first, at most limit of them.
-func (r *Reader) AwaitingCompaction(_ context.Context, endedBy int64, limit int) ([]Ended, error) {
+// at or before endedBy (Unix ms), oldest first, at most limit of them,
+// after after (one an earlier listing returned; the zero Ended: from the
+// first).
+func (r *Reader) AwaitingCompaction(_ context.Context, endedBy int64, after Ended, limit int) ([]Ended, error) {
 	var out []Ended
-	// Entries of a data dir written before the time-ordered list: they
-	// are not added to any more, and a compaction takes each out.
-	err := r.r.ScanRange(legacyListFirst, legacyListEnd, false, func(key, v []byte) bool {
-		if len(v) >= 8 {
-			if end := int64(binary.BigEndian.Uint64(v)); end <= endedBy {
-				out = append(out, Ended{WorkflowID: string(key[len(prefixLegacyList):]), EndTime: end})
-			}
+	lower := []byte(prefixCompaction)
+	if after == (Ended{}) || after.ByID {
+		// Entries of removed workflows, and of a data dir written before
+		// the time-ordered list: a compaction takes each out.
+		first := legacyListFirst
+		if after.ByID {
+			first = append([]byte(prefixLegacyList+after.WorkflowID), 0) // the first key after after's
 		}
-		return len(out) < limit
-	})
-	if err != nil || len(out) >= limit {
-		return out, err
+		err := r.r.ScanRange(first, legacyListEnd, false, func(key, v []byte) bool {
+			if len(v) >= 8 {
+				if end := int64(binary.BigEndian.Uint64(v)); end <= endedBy {
+					out = append(out, Ended{WorkflowID: string(key[len(prefixLegacyList):]), EndTime: end, ByID: true})
+				}
+			}
+			return len(out) < limit
+		})
+		if err != nil || len(out) >= limit {
+			return out, err
+		}
+	} else {
+		lower = append(compactionKey(after.EndTime, after.WorkflowID), 0)
 	}
 	upper := compactionKey(endedBy, "\xff")
-	err = r.r.ScanRange([]byte(prefixCompaction), upper, false, func(key, _ []byte) bool {
+	if bytes.Compare(lower, upper) >= 0 {
+		return out, nil // after ended after endedBy: a clock set back since
+	}
+	err := r.r.ScanRange(lower, upper, false, func(key, _ []byte) bool {
 		k := key[len(prefixCompaction):]
 		if len(k) > 8 {
 			out = append(out, Ended{WorkflowID: string(k[8:]), EndTime: int64(binary.BigEndian.Uint64(k[:8]))})

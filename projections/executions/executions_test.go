@@ -301,7 +301,7 @@ func TestAwaitingCompaction(t *testing.T) {
 		t.Fatalf("statuses %s %s", f.states[plain].Status, f.states[legacy].Status)
 	}
 	ctx := context.Background()
-	ended, err := f.reader.AwaitingCompaction(ctx, math.MaxInt64, 10)
+	ended, err := f.reader.AwaitingCompaction(ctx, math.MaxInt64, executions.Ended{}, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,17 +309,17 @@ func TestAwaitingCompaction(t *testing.T) {
 		t.Fatalf("awaiting compaction: %+v, want %s then %s, oldest end first", ended, later, legacy)
 	}
 	// Only those that ended by a given time: a pass reads what is due.
-	if due, err := f.reader.AwaitingCompaction(ctx, f.states[later].EndTime, 10); err != nil || len(due) != 1 || due[0].WorkflowID != later {
+	if due, err := f.reader.AwaitingCompaction(ctx, f.states[later].EndTime, executions.Ended{}, 10); err != nil || len(due) != 1 || due[0].WorkflowID != later {
 		t.Fatalf("ended by %d: %+v, %v; want only %s", f.states[later].EndTime, due, err, later)
 	}
-	if due, err := f.reader.AwaitingCompaction(ctx, f.states[later].EndTime-1, 10); err != nil || len(due) != 0 {
+	if due, err := f.reader.AwaitingCompaction(ctx, f.states[later].EndTime-1, executions.Ended{}, 10); err != nil || len(due) != 0 {
 		t.Fatalf("ended before either: %+v, %v; want none", due, err)
 	}
 	f.decide(legacy, engine.Compact{})
 	if !f.states[legacy].Compacted {
 		t.Fatal("compaction not recorded")
 	}
-	if ended, err := f.reader.AwaitingCompaction(ctx, math.MaxInt64, 10); err != nil || len(ended) != 1 || ended[0].WorkflowID != later {
+	if ended, err := f.reader.AwaitingCompaction(ctx, math.MaxInt64, executions.Ended{}, 10); err != nil || len(ended) != 1 || ended[0].WorkflowID != later {
 		t.Fatalf("awaiting compaction after compacting %s: %+v, %v; want only %s", legacy, ended, err, later)
 	}
 	// The compaction changes nothing its summary holds, which stays as the
@@ -331,33 +331,83 @@ func TestAwaitingCompaction(t *testing.T) {
 	}
 }
 
+// endSealed completes the first task of each workflow with an output
+// sealed under its secrets key: each ends awaiting compaction.
+func (f *fixture) endSealed(ids ...string) {
+	sealed := map[string]any{"_secrets": &masking.Sealed{Kind: masking.KindSecrets, Purpose: "p", Ciphertext: []byte{1, 2, 3}}}
+	for _, id := range ids {
+		task := f.states[id].Tasks[0]
+		f.decide(id, engine.Result{Result: conductor.TaskResult{TaskID: task.ID, WorkflowInstanceID: id,
+			Status: conductor.TaskCompleted, OutputData: sealed}})
+	}
+}
+
+// moveToLegacyList moves an ended workflow to the compaction list of the
+// previous layout: k/<id> → end time.
+func (f *fixture) moveToLegacyList(id string) {
+	f.t.Helper()
+	end := f.states[id].EndTime
+	err := f.store.Update(executions.Name, func(b *projections.Batch) error {
+		if err := b.Delete(append(binary.BigEndian.AppendUint64([]byte("e/"), uint64(end)), id...)); err != nil {
+			return err
+		}
+		return b.Set([]byte("k/"+id), binary.BigEndian.AppendUint64(nil, uint64(end)))
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// A listing of the compaction list goes on after a workflow an earlier
+// one returned, from the list keyed by id to the time-ordered one: page
+// by page, it lists what one listing does, in its order. The compactor
+// goes on so past workflows whose compaction keeps failing (see guard).
+func TestAwaitingCompactionGoesOn(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ids := []string{f.start("old-1"), f.start("old-2"), f.start("new-1"), f.start("new-2")}
+	f.endSealed(ids...)
+	f.moveToLegacyList(ids[0])
+	f.moveToLegacyList(ids[1])
+	ctx := context.Background()
+	all, err := f.reader.AwaitingCompaction(ctx, math.MaxInt64, executions.Ended{}, 10)
+	if err != nil || len(all) != len(ids) {
+		t.Fatalf("awaiting compaction: %+v, %v; want %d", all, err, len(ids))
+	}
+	var paged []executions.Ended
+	for after := (executions.Ended{}); len(paged) <= len(ids); {
+		page, err := f.reader.AwaitingCompaction(ctx, math.MaxInt64, after, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		paged = append(paged, page...)
+		after = page[0]
+	}
+	if !slices.Equal(paged, all) {
+		t.Fatalf("listed one at a time: %+v, want %+v", paged, all)
+	}
+	for i, e := range all {
+		if e.ByID != (i < 2) {
+			t.Errorf("%+v listed on the list keyed by id: %t, want %t", e, e.ByID, i < 2)
+		}
+	}
+}
+
 // A data dir written before the time-ordered compaction list keeps its
 // ended workflows in the list keyed by id: they are listed from there, and
 // their compaction takes them off it.
 func TestLegacyCompactionList(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	sealed := map[string]any{"_secrets": &masking.Sealed{Kind: masking.KindSecrets, Purpose: "p", Ciphertext: []byte{1, 2, 3}}}
 	old, current := f.start("old"), f.start("current")
-	for _, id := range []string{old, current} {
-		task := f.states[id].Tasks[0]
-		f.decide(id, engine.Result{Result: conductor.TaskResult{TaskID: task.ID, WorkflowInstanceID: id,
-			Status: conductor.TaskCompleted, OutputData: sealed}})
-	}
-	// Move old to the list of the previous layout: k/<id> → end time.
-	end := f.states[old].EndTime
-	err := f.store.Update(executions.Name, func(b *projections.Batch) error {
-		if err := b.Delete(append(binary.BigEndian.AppendUint64([]byte("e/"), uint64(end)), old...)); err != nil {
-			return err
-		}
-		return b.Set([]byte("k/"+old), binary.BigEndian.AppendUint64(nil, uint64(end)))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f.endSealed(old, current)
+	f.moveToLegacyList(old)
 	awaiting := func() []string {
 		t.Helper()
-		ended, err := f.reader.AwaitingCompaction(context.Background(), math.MaxInt64, 10)
+		ended, err := f.reader.AwaitingCompaction(context.Background(), math.MaxInt64, executions.Ended{}, 10)
 		if err != nil {
 			t.Fatal(err)
 		}

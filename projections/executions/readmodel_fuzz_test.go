@@ -561,7 +561,7 @@ func (r *fuzzRun) checkReads(reader *executions.Reader) {
 	var compaction []executions.Ended
 	for _, wf := range r.wfs {
 		if wf.w != nil && wf.w.AwaitsCompaction() {
-			compaction = append(compaction, executions.Ended{WorkflowID: wf.id, EndTime: wf.w.EndTime})
+			compaction = append(compaction, executions.Ended{WorkflowID: wf.id, EndTime: wf.w.EndTime, ByID: wf.gone})
 			gauges.Compaction++
 		}
 		if wf.gone {
@@ -571,7 +571,7 @@ func (r *fuzzRun) checkReads(reader *executions.Reader) {
 		}
 	}
 	r.checkEnded(reader)
-	gotCompaction, err := reader.AwaitingCompaction(ctx, math.MaxInt64-1, 1000)
+	gotCompaction, err := reader.AwaitingCompaction(ctx, math.MaxInt64-1, executions.Ended{}, 1000)
 	if err != nil {
 		r.fatalf("awaiting compaction: %v", err)
 	}
