@@ -34,8 +34,9 @@ type Submitter interface {
 // KeyDestroyer erases data keys for good.
 type KeyDestroyer interface {
 	// DestroyKeys erases a batch of keys; pooled keys of one page cost one
-	// rewrite of it.
-	DestroyKeys(ctx context.Context, ids []string) error
+	// rewrite of it. It erases all it can, and returns the keys it could
+	// not and may later (kept), and why.
+	DestroyKeys(ctx context.Context, ids []string) (kept []string, err error)
 }
 
 // KeyRefuser refuses a data key that another process destroyed
@@ -82,8 +83,11 @@ type Compactor struct {
 	Listed KeyLister
 	States WorkflowState
 
-	// unerased are keys of compacted workflows whose erasure failed: the
-	// next pass tries again (a restart leaves them to Sweep).
+	// unerased are keys of compacted workflows whose erasure failed, and
+	// may not next time: the next pass tries them again (a restart leaves
+	// them to Sweep). Only those, not their batch, and not one that can
+	// never be erased (secrets.ErrInvalidKeyID): it would come first in
+	// every later batch, tried and logged each time.
 	unerased []string
 	// next is where the next pass's listing starts: after the last
 	// workflow a full pass tried, and from the first (the zero Ended) once
@@ -266,9 +270,18 @@ func (c *Compactor) Pass(ctx context.Context) (compacted int, more bool, err err
 	if len(ids) == 0 {
 		return compacted, more, stop
 	}
-	if err := c.Keys.DestroyKeys(ctx, ids); err != nil {
-		c.unerased = ids
-		return 0, false, errors.Join(stop, fmt.Errorf("erase the keys of %d compacted workflows: %w", len(ids), err))
+	kept, err := c.Keys.DestroyKeys(ctx, ids)
+	c.unerased = kept
+	switch {
+	case err == nil:
+	case unavailable(err) || ctx.Err() != nil:
+		// The key store does not answer: the next pass waits longer.
+		return compacted, false, errors.Join(stop, fmt.Errorf("erase the keys of %d compacted workflows, %d kept: %w", len(ids), len(kept), err))
+	default:
+		// As a workflow whose compaction failed: logged, tried again by
+		// the next pass (an invalid id: once, as it names no key), and no
+		// reason for that pass to wait longer.
+		c.Logger.Warn("erasing keys of compacted workflows failed", logkey.Err, err)
 	}
 	return compacted, more, stop
 }
@@ -373,10 +386,8 @@ func (c *Compactor) Sweep(ctx context.Context) (int, error) {
 	if len(gone) == 0 {
 		return 0, nil
 	}
-	if err := c.Keys.DestroyKeys(ctx, gone); err != nil {
-		return 0, err
-	}
-	return len(gone), nil
+	kept, err := c.Keys.DestroyKeys(ctx, gone)
+	return len(gone) - len(kept), err
 }
 
 // keySpent reports whether workflow wfID is done with secrets key id: it

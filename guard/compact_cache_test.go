@@ -51,7 +51,7 @@ func (recoversNothing) ScheduledBefore(context.Context, int64, func(wfID string)
 // noKeys is a key store with nothing to destroy.
 type noKeys struct{}
 
-func (noKeys) DestroyKeys(context.Context, []string) error { return nil }
+func (noKeys) DestroyKeys(context.Context, []string) ([]string, error) { return nil, nil }
 
 // A workflow that found a cached output secret by _masked alone (no
 // _secrets, no resolved secret: it has no secrets key) and ended before

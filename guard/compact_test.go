@@ -69,13 +69,13 @@ func (l *compactionLog) Submit(_ context.Context, wfID string, _ engine.Trigger,
 	return executor.Outcome{State: &engine.Workflow{ID: wfID, SecretsKey: "key-" + wfID}, Appended: appended}, nil
 }
 
-func (l *compactionLog) DestroyKeys(_ context.Context, ids []string) error {
+func (l *compactionLog) DestroyKeys(_ context.Context, ids []string) ([]string, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, id := range ids {
 		l.destroyed[id] = true
 	}
-	return nil
+	return nil, nil
 }
 
 // A pass compacts as many workflows as it lists and says whether more may
@@ -193,11 +193,107 @@ type countingKeys struct {
 	calls [][]string
 }
 
-func (k *countingKeys) DestroyKeys(ctx context.Context, ids []string) error {
+func (k *countingKeys) DestroyKeys(ctx context.Context, ids []string) ([]string, error) {
 	k.mu.Lock()
 	k.calls = append(k.calls, slices.Clone(ids))
 	k.mu.Unlock()
 	return k.KeyDestroyer.DestroyKeys(ctx, ids)
+}
+
+// A workflow whose recorded key cannot be erased (an id no key can have)
+// keeps no other workflow's key: the pass erases the keys of the rest of
+// its batch, says which one it could not, and the next pass does not try
+// it again. DestroyKeys stopped at it, and every later pass carried the
+// whole batch, first, into the same stop.
+func TestCompactionErasesTheKeysBehindOneItCannot(t *testing.T) {
+	t.Parallel()
+	ctx, keys := openKeys(t)
+	const bad = "wf.bad..secrets"
+	ended := func(wfID, key string) *engine.Workflow {
+		return applyAll(t, nil,
+			&schemas.WorkflowStarted{WorkflowID: wfID, Name: "w", Version: 1, Def: []byte(`{"name":"w","version":1,"tasks":[]}`), Time: 1},
+			&schemas.SecretsSealed{Key: key},
+			&schemas.WorkflowStatusChanged{Status: conductor.WorkflowCompleted, Time: 2})
+	}
+	states := map[string]*engine.Workflow{"wf-0-bad": ended("wf-0-bad", bad)}
+	list := newCompactionLog(0)
+	list.due = []string{"wf-0-bad"}
+	var good []string
+	for i := range 3 {
+		dk, err := keys.NewPooledKey(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wfID := fmt.Sprintf("wf-%d-good", i+1)
+		states[wfID] = ended(wfID, dk.ID())
+		list.due = append(list.due, wfID)
+		good = append(good, dk.ID())
+	}
+	var logs bytes.Buffer
+	counted := &countingKeys{KeyDestroyer: keys}
+	c := &Compactor{Ended: list, Engine: &foldingEngine{states: states}, Keys: counted, Now: time.Now,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	if n, _, err := c.Pass(ctx); err != nil || n != len(list.due) {
+		t.Fatalf("the pass compacted %d, %v; want all %d compacted", n, err, len(list.due))
+	}
+	for _, id := range good {
+		if _, err := keys.DataKey(ctx, id); !errors.Is(err, secrets.ErrKeyDestroyed) {
+			t.Errorf("key %s after the pass: %v, want it destroyed", id, err)
+		}
+	}
+	if line := logs.String(); !strings.Contains(line, "erasing keys of compacted workflows failed") || !strings.Contains(line, bad) {
+		t.Errorf("the pass logged %q; want the key it could not erase named", line)
+	}
+	list.due = nil // the read model lists them no more
+	if _, _, err := c.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(counted.calls) != 1 {
+		t.Errorf("the key store was asked to erase %q; want one batch, the key that cannot be erased not carried", counted.calls)
+	}
+}
+
+// keepingKeys fails to erase one key, once, as a key store error would.
+type keepingKeys struct {
+	KeyDestroyer
+	id    string
+	mu    sync.Mutex
+	calls [][]string
+}
+
+func (k *keepingKeys) DestroyKeys(ctx context.Context, ids []string) ([]string, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.calls = append(k.calls, slices.Clone(ids))
+	if len(k.calls) > 1 || !slices.Contains(ids, k.id) {
+		return k.KeyDestroyer.DestroyKeys(ctx, ids)
+	}
+	kept, err := k.KeyDestroyer.DestroyKeys(ctx, slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return id == k.id }))
+	return append(kept, k.id), errors.Join(err, fmt.Errorf("destroy data key %s: %w", k.id, context.DeadlineExceeded))
+}
+
+// The next pass tries again only the keys the previous one could not
+// erase, not its whole batch.
+func TestCompactionCarriesOnlyTheKeysItCouldNotErase(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l := newCompactionLog(5)
+	keys := &keepingKeys{KeyDestroyer: l, id: "key-wf-00002"}
+	c := &Compactor{Ended: l, Engine: l, Keys: keys, Now: time.Now, Logger: testutil.Logger(t)}
+	if n, _, err := c.Pass(ctx); !errors.Is(err, context.DeadlineExceeded) || n != 5 {
+		t.Fatalf("the first pass: %d compacted, %v; want 5, the key store's timeout", n, err)
+	}
+	if _, _, err := c.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := [][]string{{"key-wf-00000", "key-wf-00001", "key-wf-00002", "key-wf-00003", "key-wf-00004"}, {"key-wf-00002"}}
+	slices.Sort(keys.calls[0])
+	if !slices.EqualFunc(keys.calls, want, slices.Equal) {
+		t.Errorf("erasures asked %q, want %q", keys.calls, want)
+	}
+	if len(l.destroyed) != 5 {
+		t.Errorf("%d keys destroyed, want 5", len(l.destroyed))
+	}
 }
 
 // A workflow compacted with no secrets key (only for the purges of the

@@ -733,7 +733,7 @@ func (r *protectRun) compact() {
 	if !r.w.Compacted {
 		r.fatalf("an ended workflow that sealed secrets was not compacted")
 	}
-	if err := r.keys.DestroyKeys(r.ctx, []string{secretsKeyOf(r.w)}); err != nil {
+	if _, err := r.keys.DestroyKeys(r.ctx, []string{secretsKeyOf(r.w)}); err != nil {
 		r.fatalf("destroy: %v", err)
 	}
 	open := r.g.opener(r.ctx, r.w)

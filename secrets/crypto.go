@@ -37,6 +37,9 @@ var (
 	// ErrKeyDestroyed is returned for a data key that does not exist:
 	// destroyed (crypto-shredded) or never created.
 	ErrKeyDestroyed = errors.New("data key not found: destroyed or never created")
+	// ErrInvalidKeyID is returned for an id that cannot name a data key
+	// (CheckKeyID), nor a slot of a key page for a pooled key's id.
+	ErrInvalidKeyID = errors.New("invalid data key id")
 	// ErrWrongMasterKey is returned when the configured master key is not
 	// the one that sealed the stored keyring.
 	ErrWrongMasterKey = errors.New("wrong master key")

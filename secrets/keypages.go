@@ -46,11 +46,11 @@ func IsPooledKey(id string) bool { return strings.HasPrefix(id, pagePrefix) }
 func pageOf(id string) (page string, slot int, err error) {
 	i := strings.LastIndexByte(id, '.')
 	if !IsPooledKey(id) || i <= len(pagePrefix) {
-		return "", 0, fmt.Errorf("pooled key id %q: want kp.<page>.<slot>", id)
+		return "", 0, fmt.Errorf("pooled key id %q: %w: want kp.<page>.<slot>", id, ErrInvalidKeyID)
 	}
 	slot, err = strconv.Atoi(id[i+1:])
 	if err != nil || slot < 0 || slot >= pageSlots || strconv.Itoa(slot) != id[i+1:] {
-		return "", 0, fmt.Errorf("pooled key id %q: slot is not in [0,%d)", id, pageSlots)
+		return "", 0, fmt.Errorf("pooled key id %q: %w: slot is not in [0,%d)", id, ErrInvalidKeyID, pageSlots)
 	}
 	return id[:i], slot, nil
 }
@@ -124,28 +124,42 @@ func (k *Keys) pooledKey(ctx context.Context, id string) (*DataKey, error) {
 }
 
 // DestroyKeys erases data keys for good, like DestroyKey, but rewrites
-// each page of pooled keys once for all of its keys among ids.
-func (k *Keys) DestroyKeys(ctx context.Context, ids []string) error {
-	slots := map[string][]int{} // page → slots to destroy
+// each page of pooled keys once for all of its keys among ids. It erases
+// every key of ids it can, and returns those it could not (kept, for a
+// later call to erase) and why, one error per key or page, each naming
+// it: a key that fails must not keep the rest of a batch. An id that
+// cannot name a key (ErrInvalidKeyID) has its error but is not kept: no
+// key was ever stored under it, so no later call erases anything.
+func (k *Keys) DestroyKeys(ctx context.Context, ids []string) (kept []string, err error) {
+	var errs []error
+	slots := map[string][]int{}     // page → slots to destroy
+	pooled := map[string][]string{} // page → the ids of those slots
 	for _, id := range ids {
 		if !IsPooledKey(id) {
 			if err := k.DestroyKey(ctx, id); err != nil {
-				return err
+				if !errors.Is(err, ErrInvalidKeyID) {
+					kept = append(kept, id)
+				}
+				errs = append(errs, err)
 			}
 			continue
 		}
 		page, slot, err := pageOf(id)
 		if err != nil {
-			return err
+			errs = append(errs, err)
+			continue
 		}
 		k.cache.destroy(id)
 		slots[page] = append(slots[page], slot)
+		pooled[page] = append(pooled[page], id)
 	}
 	// Pages in different shards are rewritten in parallel.
 	const parallel = 8
 	sem := make(chan struct{}, parallel)
-	errs := make(chan error, len(slots))
-	var wg sync.WaitGroup
+	var (
+		mu sync.Mutex
+		wg sync.WaitGroup
+	)
 	for page, s := range slots {
 		wg.Add(1)
 		sem <- struct{}{}
@@ -153,17 +167,15 @@ func (k *Keys) DestroyKeys(ctx context.Context, ids []string) error {
 			defer wg.Done()
 			defer func() { <-sem }()
 			if err := k.destroySlots(ctx, page, s); err != nil {
-				errs <- fmt.Errorf("destroy keys of page %s: %w", page, err)
+				mu.Lock()
+				kept = append(kept, pooled[page]...)
+				errs = append(errs, fmt.Errorf("destroy keys of page %s: %w", page, err))
+				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
-	close(errs)
-	var all []error
-	for err := range errs {
-		all = append(all, err)
-	}
-	return errors.Join(all...)
+	return kept, errors.Join(errs...)
 }
 
 // destroySlots zeroes slots of page in a new revision of it and securely

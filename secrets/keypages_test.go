@@ -218,6 +218,36 @@ func TestPooledKeysHandOut(t *testing.T) {
 	}
 }
 
+// A batch whose first id cannot name a key still has every other key
+// erased, pooled and named alike, and that id reported, not kept: the
+// compactor tried a batch that stopped at it again in every pass, ahead
+// of every later workflow's key.
+func TestDestroyKeysGoesPastAnInvalidID(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	k := mustOpenKeys(t, l, GenerateMasterKey())
+	for _, tc := range []struct{ name, bad string }{
+		{"named", "wf.bad..secrets"}, // fails CheckKeyID
+		{"pooled", "kp.x.64"},        // a slot past its page
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := tc.bad
+			pooled, _ := newPooled(t, k, 3)
+			named, err := k.NewDataKey(ctx, "wf.good-"+tc.name+".secrets")
+			if err != nil {
+				t.Fatal(err)
+			}
+			good := append(pooled, named.ID())
+			kept, err := k.DestroyKeys(ctx, append([]string{bad}, good...))
+			if !errors.Is(err, ErrInvalidKeyID) || !strings.Contains(err.Error(), bad) || kept != nil {
+				t.Fatalf("DestroyKeys = %q, %v; want nothing kept, ErrInvalidKeyID naming %s", kept, err, bad)
+			}
+			checkDestroyed(t, mustOpenKeys(t, l, k.mk), good)
+		})
+	}
+}
+
 // DestroyKeys zeroes a batch of slots in one new page revision and erases
 // the older one: the destroyed keys are gone for every process, the others
 // of the page still open, and destroying them again is not an error.
@@ -231,7 +261,7 @@ func TestDestroyPooledKeys(t *testing.T) {
 
 	gone := []string{ids[1], ids[3], ids[4]}
 	kept := []string{ids[0], ids[2], ids[5], ids[6], ids[7]}
-	if err := k.DestroyKeys(ctx, gone); err != nil {
+	if _, err := k.DestroyKeys(ctx, gone); err != nil {
 		t.Fatal(err)
 	}
 	// This process dropped them from its cache; a fresh one never had them.
@@ -252,7 +282,7 @@ func TestDestroyPooledKeys(t *testing.T) {
 
 	// Again, from the other process: nothing to do, no error, the page
 	// still one message and its other keys intact.
-	if err := other.DestroyKeys(ctx, gone); err != nil {
+	if _, err := other.DestroyKeys(ctx, gone); err != nil {
 		t.Fatalf("destroying twice: %v", err)
 	}
 	if err := other.DestroyKey(ctx, ids[1]); err != nil {
@@ -307,7 +337,7 @@ func TestDestroyWholePage(t *testing.T) {
 			next := ids[pageSlots]
 			revisions := [][]byte{storedPage(t, k, page)}
 			for i, b := range tc.batches {
-				if err := k.DestroyKeys(ctx, pageSlotIDs(page, b[0], b[1])); err != nil {
+				if _, err := k.DestroyKeys(ctx, pageSlotIDs(page, b[0], b[1])); err != nil {
 					t.Fatal(err)
 				}
 				if i < len(tc.batches)-1 {
@@ -330,7 +360,7 @@ func TestDestroyWholePage(t *testing.T) {
 
 			// Destroying keys of an erased page is not an error, and brings
 			// nothing back.
-			if err := k.DestroyKeys(ctx, ids[:2]); err != nil {
+			if _, err := k.DestroyKeys(ctx, ids[:2]); err != nil {
 				t.Fatalf("destroying keys of an erased page: %v", err)
 			}
 			if n := subjectCounts(t, l)[pageSubject(page)]; n != 0 {
@@ -375,7 +405,7 @@ func TestRotatePooledKeys(t *testing.T) {
 	// re-wrapped under a term it learnt by reading it.
 	rotated := storedPage(t, k, page)
 	gone, kept := []string{ids[0], ids[5]}, ids[1:5]
-	if err := other.DestroyKeys(ctx, gone); err != nil {
+	if _, err := other.DestroyKeys(ctx, gone); err != nil {
 		t.Fatal(err)
 	}
 	fresh := mustOpenKeys(t, l, mk)
@@ -413,9 +443,9 @@ func destroyConcurrently(ctx context.Context, procs [2]*Keys, ids []string, retr
 				for s := from + p; s < from+8; s += 2 {
 					batch = append(batch, ids[s])
 				}
-				err := keys.DestroyKeys(ctx, batch)
+				_, err := keys.DestroyKeys(ctx, batch)
 				for try := 0; err != nil && retry && try < 5; try++ {
-					err = keys.DestroyKeys(ctx, batch)
+					_, err = keys.DestroyKeys(ctx, batch)
 				}
 				if err != nil {
 					errs[p] = fmt.Errorf("process %d, slots from %d: %w", p, from, err)
@@ -594,8 +624,9 @@ func TestPooledKeyBadIDs(t *testing.T) {
 				t.Fatalf("DataKey(%q): %v; want ErrKeyDestroyed: %v", tc.id, err, tc.destroyed)
 			}
 			if !tc.destroyed {
-				if err := k.DestroyKeys(ctx, []string{tc.id}); err == nil {
-					t.Fatalf("DestroyKeys(%q) accepted a malformed id", tc.id)
+				// Kept, it would be tried again for ever.
+				if kept, err := k.DestroyKeys(ctx, []string{tc.id}); !errors.Is(err, ErrInvalidKeyID) || kept != nil {
+					t.Fatalf("DestroyKeys(%q) = %q, %v; want ErrInvalidKeyID, nothing kept", tc.id, kept, err)
 				}
 			}
 		})
@@ -625,7 +656,7 @@ func TestDestroyedKeyNotCachedByALoadInFlight(t *testing.T) {
 	inFlight := bytes.Clone(raw[slot*KeySize : (slot+1)*KeySize])
 	wipe(raw)
 	// ...the key is destroyed...
-	if err := k.DestroyKeys(ctx, ids[:1]); err != nil {
+	if _, err := k.DestroyKeys(ctx, ids[:1]); err != nil {
 		t.Fatal(err)
 	}
 	// ...and the load finishes.

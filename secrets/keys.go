@@ -430,12 +430,12 @@ func (k *Keys) Fingerprint(value []byte) string { return k.Keyring().Fingerprint
 // dots, at most 512 bytes.
 func CheckKeyID(id string) error {
 	if id == "" || len(id) > 512 || strings.HasPrefix(id, ".") || strings.HasSuffix(id, ".") || strings.Contains(id, "..") {
-		return fmt.Errorf("data key id %q: want dot-separated tokens of [-_=a-zA-Z0-9], at most 512 bytes", id)
+		return fmt.Errorf("data key id %q: %w: want dot-separated tokens of [-_=a-zA-Z0-9], at most 512 bytes", id, ErrInvalidKeyID)
 	}
 	for i := 0; i < len(id); i++ {
 		c := id[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '=' || c == '.') {
-			return fmt.Errorf("data key id %q: character %q not allowed; want dot-separated tokens of [-_=a-zA-Z0-9]", id, c)
+			return fmt.Errorf("data key id %q: %w: character %q not allowed; want dot-separated tokens of [-_=a-zA-Z0-9]", id, ErrInvalidKeyID, c)
 		}
 	}
 	return nil
@@ -554,7 +554,8 @@ func (k *Keys) DestroyKey(ctx context.Context, id string) error {
 		return err
 	}
 	if IsPooledKey(id) {
-		return k.DestroyKeys(ctx, []string{id})
+		_, err := k.DestroyKeys(ctx, []string{id})
+		return err
 	}
 	k.cache.destroy(id)
 	erased, err := k.erase(ctx, k.bucketFor(id), dataKeyPrefix+id, 0)

@@ -549,7 +549,7 @@ func TestKeyDestroyedElsewhere(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer wipe(raw)
-			if err := a.DestroyKeys(ctx, []string{dk.ID()}); err != nil {
+			if _, err := a.DestroyKeys(ctx, []string{dk.ID()}); err != nil {
 				t.Fatal(err)
 			}
 			b.Destroyed(dk.ID())
