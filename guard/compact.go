@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/logkey"
@@ -162,9 +163,11 @@ func (c *Compactor) Run(ctx context.Context) {
 const maxPassBackoff = 30 * time.Second
 
 // unavailable reports whether err says the log takes no writes now (out
-// of storage, not answering): every other compaction would fail the same.
+// of storage, not answering), or the key store does not answer: every
+// other compaction, or erasure, would fail the same. The key store passes
+// its connection's errors on as they are (eventlog.Unavailable).
 func unavailable(err error) bool {
-	return errors.Is(err, fault.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)
+	return errors.Is(err, fault.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) || eventlog.Unavailable(err)
 }
 
 const (

@@ -146,19 +146,25 @@ func TestCompactionStopsWhileTheLogRefusesWrites(t *testing.T) {
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var waits []time.Duration
-	c.After = func(d time.Duration) <-chan time.Time {
-		if waits = append(waits, d); len(waits) == 12 {
-			cancel()
-		}
-		ready := make(chan time.Time, 1)
-		ready <- time.Time{}
-		return ready
-	}
+	c.After = answering(12, cancel, &waits)
 	c.Run(rctx)
 	want := []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond,
 		1600 * time.Millisecond, 3200 * time.Millisecond, 6400 * time.Millisecond, 12800 * time.Millisecond, 25600 * time.Millisecond, 30 * time.Second, 30 * time.Second}
 	if !slices.Equal(waits, want) {
 		t.Errorf("waits between failing passes %v, want %v", waits, want)
+	}
+}
+
+// answering is a Compactor.After that answers at once, records in waits
+// each wait Run asks for, and cancels Run at the n-th.
+func answering(n int, cancel context.CancelFunc, waits *[]time.Duration) func(time.Duration) <-chan time.Time {
+	return func(d time.Duration) <-chan time.Time {
+		if *waits = append(*waits, d); len(*waits) == n {
+			cancel()
+		}
+		ready := make(chan time.Time, 1)
+		ready <- time.Time{}
+		return ready
 	}
 }
 
@@ -379,5 +385,39 @@ func TestCompactionErasesOnlyTheKeysWorkflowsHave(t *testing.T) {
 				t.Errorf("its key after the pass: %v, want it destroyed", err)
 			}
 		})
+	}
+}
+
+// A key store that does not answer (its connection closed, a server not
+// reached) fails the pass, so that Run waits longer before the next, as
+// for a log that takes no writes. A key that fails alone does not, and
+// the connection's errors, which the key store passes on as they are,
+// read as such a key's: every pass, four a second, asked the key store
+// again for the key it kept, and logged that it failed.
+func TestCompactionBacksOffWhileTheKeyStoreIsUnreachable(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	keys, err := secrets.OpenKeys(ctx, l.JetStream(), secrets.GenerateMasterKey(), secrets.KeysOptions{Logger: testutil.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := newCompactionLog(1)
+	if _, err := keys.NewDataKey(ctx, "key-wf-00000"); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var waits []time.Duration
+	c := &Compactor{Ended: list, Engine: list, Keys: keys, Interval: time.Second, Now: time.Now, Logger: testutil.Logger(t),
+		After: answering(4, cancel, &waits)}
+	c.Run(runCtx)
+	if want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second}; !slices.Equal(waits, want) {
+		t.Errorf("waits between passes %v, want %v", waits, want)
+	}
+	if !slices.Equal(c.unerased, []string{"key-wf-00000"}) {
+		t.Errorf("keys kept for the next pass %q, want the one it could not erase", c.unerased)
 	}
 }
