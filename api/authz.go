@@ -317,7 +317,9 @@ func InlineStartRequires(ctx context.Context, defs DefinitionLookup, req conduct
 // newcomer's on a decision made on the former owner's, nor is a
 // definition someone else now owns under the name run by those who may
 // not start it. Its tasks' hand-off was decided when it was registered,
-// as for a start by name.
+// as for a start by name. The trigger carries wf.Principals() as those it
+// was decided for: the engine refuses it when the workflow runs as
+// someone more by then, whom wf, read from the read model, did not show.
 func (s *Server) definitionToRun(r *http.Request, wf *engine.Workflow, name string, version *int) (*conductor.WorkflowDef, error) {
 	if s.deps.Definitions == nil {
 		return nil, fault.NotFound("workflow definition %s not found", name)

@@ -374,7 +374,7 @@ func (s *Server) restartTrigger(r *http.Request) (engine.Trigger, error) {
 	if err != nil {
 		return nil, err
 	}
-	return engine.Restart{Def: def, By: principal(r)}, nil
+	return engine.Restart{Def: def, By: principal(r), DecidedFor: wf.Principals()}, nil
 }
 
 func (s *Server) rerunWorkflow(w http.ResponseWriter, r *http.Request) {

@@ -91,7 +91,8 @@ func (s *Server) upgradeTrigger(r *http.Request, req conductor.UpgradeWorkflowRe
 	if err != nil {
 		return engine.Upgrade{}, err
 	}
-	return engine.Upgrade{Def: def, Input: req.WorkflowInput, TaskOutput: req.TaskOutput, By: principal(r)}, nil
+	return engine.Upgrade{Def: def, Input: req.WorkflowInput, TaskOutput: req.TaskOutput, By: principal(r),
+		DecidedFor: wf.Principals()}, nil
 }
 
 // jumpToTask moves a running workflow to a task of its definition's

@@ -42,6 +42,9 @@ func (d *decision) restart(r Restart) error {
 	def := d.plan.def
 	if r.Def != nil {
 		def = r.Def // useLatestDefinitions: the definition it will run
+		if err := d.decidedFor("restart", r.DecidedFor); err != nil {
+			return err
+		}
 	}
 	if d.w.Status == conductor.WorkflowCompleted && !def.IsRestartable() {
 		return fault.NotFound("workflow %s is COMPLETED and its definition is not restartable", d.w.ID)

@@ -170,10 +170,12 @@ func TestLifecyclePreconditions(t *testing.T) {
 	_, err := noRestart.try(engine.Restart{})
 	wantErr(t, err, fault.ErrNotFound)
 	// useLatestDefinitions: the definition the restart would run decides.
-	noRestart.decide(engine.Restart{Def: parseDef(t, `{"name":"nr","version":2,"tasks":[{"name":"x","taskReferenceName":"x"}]}`)})
+	noRestart.decide(engine.Restart{Def: parseDef(t, `{"name":"nr","version":2,"tasks":[{"name":"x","taskReferenceName":"x"}]}`),
+		DecidedFor: noRestart.w.Principals()})
 	noRestart.wantStatus(conductor.WorkflowRunning)
 	noRestart.complete("x", nil)
-	_, err = noRestart.try(engine.Restart{Def: parseDef(t, `{"name":"nr","version":3,"restartable":false,"tasks":[{"name":"x","taskReferenceName":"x"}]}`)})
+	_, err = noRestart.try(engine.Restart{Def: parseDef(t, `{"name":"nr","version":3,"restartable":false,"tasks":[{"name":"x","taskReferenceName":"x"}]}`),
+		DecidedFor: noRestart.w.Principals()})
 	wantErr(t, err, fault.ErrNotFound)
 	// As Conductor's: restartable false holds back a COMPLETED run only.
 	failed := newHarness(t, `{"name":"nr","restartable":false,"tasks":[{"name":"x","taskReferenceName":"x","retryCount":0}]}`, nil)
@@ -226,7 +228,7 @@ func TestRestart(t *testing.T) {
 	// With the latest definition.
 	h.decide(engine.Terminate{})
 	latest := parseDef(t, `{"name":"three","version":2,"tasks":[{"name":"z","taskReferenceName":"z"}]}`)
-	h.decide(engine.Restart{Def: latest})
+	h.decide(engine.Restart{Def: latest, DecidedFor: h.w.Principals()})
 	h.wantRefs("z")
 	if h.w.Version != 2 {
 		t.Fatalf("version %d after restart with latest definition", h.w.Version)

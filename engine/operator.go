@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/flowvault/flowvault/fault"
@@ -58,6 +59,14 @@ type Upgrade struct {
 	// Author saved Def: the workflow runs as them too, if Def is not the
 	// definition it ran.
 	Author string
+	// DecidedFor are the principals the caller asked EXECUTE on Def of
+	// (Workflow.Principals as it read them), all of whom run Def from
+	// then on. The upgrade is refused (fault.ErrStale) when the workflow
+	// runs as someone else by now, who joined after the caller's read
+	// (an operator's result, a variables update) and would run Def
+	// unasked; asked again, the check asks them too. Required: nil is
+	// no decision.
+	DecidedFor []string
 }
 
 // Jump moves a running workflow to the task Ref of its definition's
@@ -145,6 +154,9 @@ func (d *decision) upgrade(u Upgrade) error {
 	if u.Def.Name != d.w.Name {
 		return fault.Invalid("name: workflow %s runs %s, not %s", d.w.ID, d.w.Name, u.Def.Name)
 	}
+	if err := d.decidedFor("upgrade", u.DecidedFor); err != nil {
+		return err
+	}
 	next, err := plans.get(u.Def.Raw)
 	if err != nil {
 		return fault.Invalid("upgrade of workflow %s: %v", d.w.ID, err)
@@ -175,6 +187,25 @@ func (d *decision) upgrade(u Upgrade) error {
 	d.emit(&schemas.WorkflowUpgraded{Def: u.Def.Raw, Input: input, SetInput: input != nil, Time: d.now})
 	d.plan = next
 	d.skipPassed(next.def.Tasks, u.TaskOutput)
+	return nil
+}
+
+// decidedFor refuses to move the workflow onto another definition
+// (op, an upgrade or a restart onto the latest) decided for principals
+// other than all it runs as: one who joined since the caller read them
+// was never asked EXECUTE on it, and would run it. Principals only join,
+// so one who is not among them is new; asked again, the caller's check
+// asks them too (fault.ErrStale). A caller that decided for nobody
+// (nil) has a bug, not a stale read.
+func (d *decision) decidedFor(op string, principals []string) error {
+	if principals == nil {
+		return fmt.Errorf("%s of workflow %s onto a definition decided for nobody", op, d.w.ID)
+	}
+	for _, p := range d.w.Principals() {
+		if !slices.Contains(principals, p) {
+			return fault.Stale("workflow %s runs as someone more since its %s was checked: nothing changed; send the request again", d.w.ID, op)
+		}
+	}
 	return nil
 }
 

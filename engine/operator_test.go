@@ -121,7 +121,7 @@ func TestUpgrade(t *testing.T) {
 	 {"name":"b","taskReferenceName":"b_ref"},
 	 {"name":"c","taskReferenceName":"c_ref"},
 	 {"name":"d","taskReferenceName":"d_ref","inputParameters":{"k":"${workflow.input.k}","n":"${n_ref.output.v}"}}]}`)
-	h.decide(engine.Upgrade{Def: v2, Input: map[string]any{"k": "new"}, TaskOutput: map[string]map[string]any{"n_ref": {"v": int64(9)}}, By: "app:tester"})
+	h.decide(engine.Upgrade{Def: v2, Input: map[string]any{"k": "new"}, TaskOutput: map[string]map[string]any{"n_ref": {"v": int64(9)}}, By: "app:tester", DecidedFor: h.w.Principals()})
 	if h.w.Version != 2 || !reflect.DeepEqual(h.w.Input, map[string]any{"k": "new"}) {
 		t.Fatalf("after the upgrade: version %d, input %v", h.w.Version, h.w.Input)
 	}
@@ -153,14 +153,14 @@ func TestUpgrade(t *testing.T) {
 			h := newHarness(t, threeSimple, nil)
 			h.complete("a_ref", nil)
 			before := len(h.w.Tasks)
-			_, err := h.try(engine.Upgrade{Def: parseDef(t, tc.def)})
+			_, err := h.try(engine.Upgrade{Def: parseDef(t, tc.def), DecidedFor: h.w.Principals()})
 			wantErr(t, err, tc.kind)
 			if len(h.w.Tasks) != before || h.w.Version != 1 {
 				t.Fatalf("a refused upgrade changed the workflow: %d tasks, version %d", len(h.w.Tasks), h.w.Version)
 			}
 		})
 	}
-	_, err := h.try(engine.Upgrade{Def: v2})
+	_, err := h.try(engine.Upgrade{Def: v2, DecidedFor: h.w.Principals()})
 	wantErr(t, err, fault.ErrConflict) // completed workflow
 }
 
@@ -178,7 +178,7 @@ func TestUpgradeFork(t *testing.T) {
 	    {"name":"b","taskReferenceName":"b"},{"name":"b2","taskReferenceName":"b2"}]]},
 	 {"name":"join","taskReferenceName":"join","type":"JOIN","joinOn":["a2","b2"]},
 	 {"name":"z","taskReferenceName":"z"}]}`)
-	h.decide(engine.Upgrade{Def: v2})
+	h.decide(engine.Upgrade{Def: v2, DecidedFor: h.w.Principals()})
 	for _, ref := range []string{"f0", "j0", "p"} {
 		h.wantTask(ref, conductor.TaskSkipped)
 	}
@@ -455,7 +455,7 @@ func TestUncacheOutputsCachedBeforeAnUpgrade(t *testing.T) {
 			}
 			h.decide(engine.Upgrade{Def: parseDef(t, `{"name":"cached","version":2,"tasks":[
 			 {"name":"fetch","taskReferenceName":"fetch","inputParameters":{"url":"${workflow.input.url}"}`+tt.cacheConfig+`},
-			 {"name":"plain","taskReferenceName":"plain"}]}`)})
+			 {"name":"plain","taskReferenceName":"plain"}]}`), DecidedFor: h.w.Principals()})
 			masked := &schemas.ValuesMasked{Paths: []string{"task/" + h.task("fetch").ID + "/output.token"}}
 			h.decide(engine.ValuesFound{From: "parent", Masked: masked})
 			h.complete("plain", nil)
@@ -930,4 +930,84 @@ func TestSkipForkRefused(t *testing.T) {
 	h.complete("first", nil)
 	h.wantTask("join", conductor.TaskCompleted)
 	h.wantStatus(conductor.WorkflowCompleted)
+}
+
+// An upgrade, or a restart onto the latest definition, runs the new
+// definition as everyone the workflow runs as, and the caller asked
+// EXECUTE on it of those it read. One who joined since (here by a
+// variables update, as an operator's result or a child's news would
+// join them) was not asked: the move is refused as stale, to be asked
+// again, and changes nothing. A caller that decided for nobody is a bug,
+// not a conflict; a restart onto the definition the workflow ran decides
+// nothing.
+func TestMoveOntoDefinitionDecidedForWhomItRunsAs(t *testing.T) {
+	t.Parallel()
+	v2 := `{"name":"three","version":2,"tasks":[{"name":"a","taskReferenceName":"a_ref"},{"name":"z","taskReferenceName":"z_ref"}]}`
+	move := map[string]func(t *testing.T, decidedFor []string) engine.Trigger{
+		"upgrade": func(t *testing.T, decidedFor []string) engine.Trigger {
+			return engine.Upgrade{Def: parseDef(t, v2), By: "app:tester", DecidedFor: decidedFor}
+		},
+		"restart": func(t *testing.T, decidedFor []string) engine.Trigger {
+			return engine.Restart{Def: parseDef(t, v2), By: "app:tester", DecidedFor: decidedFor}
+		},
+	}
+	tests := []struct {
+		name       string
+		joined     string   // who joins after the caller's read, if anyone
+		decidedFor []string // nil: the workflow's principals as read
+		nobody     bool     // decided for none (nil)
+		kind       error    // nil: moved onto version 2
+	}{
+		{name: "same principals"},
+		{name: "one more principal", joined: "bob@example.com", kind: fault.ErrStale},
+		{name: "one more principal, decided for", joined: "bob@example.com", decidedFor: []string{"app:tester", "bob@example.com"}},
+		{name: "decided for nobody", nobody: true},
+	}
+	for op, trigger := range move {
+		for _, tt := range tests {
+			t.Run(op+"/"+tt.name, func(t *testing.T) {
+				t.Parallel()
+				h := newHarness(t, threeSimple, nil)
+				read := h.w.Principals()
+				if tt.decidedFor != nil || tt.nobody {
+					read = tt.decidedFor
+				}
+				if tt.joined != "" {
+					h.decide(engine.SetVariables{Variables: map[string]any{"k": 1}, By: tt.joined})
+				}
+				if op == "restart" {
+					h.decide(engine.Terminate{})
+				}
+				before := h.w
+				_, err := h.try(trigger(t, read))
+				switch {
+				case tt.nobody:
+					if err == nil || errorsIs(err, fault.ErrConflict) {
+						t.Fatalf("err = %v, want an error that is no conflict", err)
+					}
+				case tt.kind != nil:
+					wantErr(t, err, tt.kind)
+					if !errorsIs(err, fault.ErrConflict) {
+						t.Fatalf("err = %v, want a conflict too", err)
+					}
+				case err != nil:
+					t.Fatal(err)
+				}
+				want := 2
+				if err != nil {
+					want = 1
+					if h.w != before {
+						t.Fatal("a refused move changed the workflow")
+					}
+				}
+				if h.w.Version != want {
+					t.Fatalf("the workflow runs version %d, want %d", h.w.Version, want)
+				}
+			})
+		}
+	}
+	h := newHarness(t, threeSimple, nil)
+	h.decide(engine.Terminate{})
+	h.decide(engine.Restart{})
+	h.wantStatus(conductor.WorkflowRunning)
 }

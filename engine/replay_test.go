@@ -74,7 +74,7 @@ var scenarios = map[string]func(h *harness){
 		 {"name":"x","taskReferenceName":"x_ref"},{"name":"a","taskReferenceName":"a_ref"},
 		 {"name":"b","taskReferenceName":"b_ref"},{"name":"c","taskReferenceName":"c_ref"},
 		 {"name":"d","taskReferenceName":"d_ref","inputParameters":{"x":"${x_ref.output.given}"}}]}`),
-			TaskOutput: map[string]map[string]any{"x_ref": {"given": true}}})
+			TaskOutput: map[string]map[string]any{"x_ref": {"given": true}}, DecidedFor: h.w.Principals()})
 		h.decide(engine.Jump{Ref: "d_ref"})
 		h.decide(engine.Jump{Ref: "a_ref", Input: map[string]any{"again": true}})
 		h.complete("a_ref", nil)

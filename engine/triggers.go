@@ -192,6 +192,10 @@ type Restart struct {
 	// with new data does, and as Author, who saved that definition.
 	By     string
 	Author string
+	// DecidedFor are the principals Def was decided for, required with
+	// Def: see Upgrade.DecidedFor. A restart onto the definition the
+	// workflow ran decides nothing and takes none.
+	DecidedFor []string
 	// Ancestors are the workflow's as the caller read them: a restart
 	// that would run for nothing is refused (see Retry.Ancestors).
 	Ancestors []*Workflow

@@ -456,7 +456,11 @@ func TestCachedOutputFoundSecretWhereServedIsNotServedAgain(t *testing.T) {
 				}
 			}
 			if r.upgrade != "" {
-				if _, err := rig.b.Submit(ctx, "wf-served", engine.Upgrade{Def: mustDef(t, r.upgrade)}, Meta{}); err != nil {
+				w, err := rig.b.State(ctx, "wf-served")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := rig.b.Submit(ctx, "wf-served", engine.Upgrade{Def: mustDef(t, r.upgrade), DecidedFor: w.Principals()}, Meta{}); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -549,7 +549,7 @@ func TestStateStoredInParts(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.decide(id, engine.Terminate{Reason: "x"})
-	f.decide(id, engine.Restart{Def: &v2})
+	f.decide(id, engine.Restart{Def: &v2, DecidedFor: f.states[id].Principals()})
 	if w, err := f.reader.Workflow(context.Background(), id); err != nil || !strings.Contains(string(w.DefJSON), `"version":2`) {
 		t.Fatalf("after a restart with version 2: %v, %v", w, err)
 	}

@@ -50,7 +50,7 @@ func TestCacheKeysOfAnUpgradeRebuiltAtUpgrade(t *testing.T) {
 		Status: conductor.TaskCompleted, OutputData: map[string]any{"token": "t"}}})
 	f.decide(id, engine.Upgrade{Def: parse(`{"name":"cached","version":2,"tasks":[
 	 {"name":"fetch","taskReferenceName":"fetch","inputParameters":{"url":"${workflow.input.url}"},"cacheConfig":{"key":"v2:${url}","ttlInSecond":60}},
-	 {"name":"gate","taskReferenceName":"gate","type":"WAIT"}]}`)})
+	 {"name":"gate","taskReferenceName":"gate","type":"WAIT"}]}`), DecidedFor: f.states[id].Principals()})
 	want := []string{"${url}"}
 	if got := f.states[id].Tasks[0].CacheKeys; !slices.Equal(got, want) {
 		t.Fatalf("the fold kept cache keys %q, want %q", got, want)
