@@ -67,20 +67,28 @@ type cachedOutput struct {
 	TaskID     string `json:"taskId,omitempty"`
 }
 
+// bucket is the cache bucket, made if it was not. A bucket that exists is
+// taken as it is: made again (an update), one another engine made under
+// another --nats-max-store would have its size limit set to this
+// engine's, an update a server whose store does not fit the new limit
+// refuses.
 func (c *outputCache) bucket(ctx context.Context) (jetstream.KeyValue, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.kv != nil {
-		return c.kv, nil
+	kv, err := c.existing(ctx)
+	if err != nil || kv != nil {
+		return kv, err
 	}
-	kv, err := c.log.JetStream().CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: cacheBucket,
+	js := c.log.JetStream()
+	kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: cacheBucket,
 		Description: "tasks' cached outputs (cacheConfig)", History: 1, TTL: cacheMaxAge, MaxBytes: cacheBytes(c.log.MaxStore()),
 		Storage: jetstream.FileStorage, Replicas: c.log.Replicas()})
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		// Made since the look-up, by another engine under another bound.
+		kv, err = js.KeyValue(ctx, cacheBucket)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("task output cache: %w", err)
 	}
-	c.kv = kv
-	return kv, nil
+	return c.keep(kv), nil
 }
 
 // existing is the cache bucket if it was made, nil if not: a purge has
@@ -102,7 +110,18 @@ func (c *outputCache) existing(ctx context.Context) (jetstream.KeyValue, error) 
 	if err != nil {
 		return nil, fmt.Errorf("task output cache: %w", err)
 	}
-	return kv, nil
+	return c.keep(kv), nil
+}
+
+// keep holds kv for the uses to come, unless another caller's is held
+// already, which it returns.
+func (c *outputCache) keep(kv jetstream.KeyValue) jetstream.KeyValue {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.kv == nil {
+		c.kv = kv
+	}
+	return c.kv
 }
 
 // get returns the entry cached under key, its output and its revision,
@@ -375,10 +394,8 @@ func (c *outputCache) dropTasks(ctx context.Context, wfID string, taskIDs []stri
 var errReplaced = errors.New("cached output replaced")
 
 // purge purges key if its last revision is rev (0: any), and counts an
-// output dropped; errReplaced if it is not, and nothing is written. It
-// asks for the bucket as it is (existing), as drop does: making it
-// (bucket) updates a bucket another engine made to this engine's size
-// limit, which a server whose store does not fit it refuses.
+// output dropped; errReplaced if it is not, and nothing is written. As
+// drop, it does not make the bucket (existing).
 func (c *outputCache) purge(ctx context.Context, key string, rev uint64) error {
 	kv, err := c.existing(ctx)
 	if err != nil || kv == nil {
