@@ -191,17 +191,10 @@ func TestUnparsedDefinitionWarned(t *testing.T) {
 	for range 2 {
 		e.fails(http.StatusConflict, "PUT", "/api/workflow/"+id+"/pause", nil)
 	}
-	var lines []map[string]any
-	for line := range strings.SplitSeq(logs.String(), "\n") {
-		if strings.Contains(line, marker) {
-			t.Errorf("the log quotes the definition: %s", line)
-		}
-		var rec map[string]any
-		if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == warned {
-			lines = append(lines, rec)
-		}
+	if strings.Contains(logs.String(), marker) {
+		t.Errorf("the log quotes the definition: %s", logs)
 	}
-	if len(lines) != 1 || lines[0]["level"] != "WARN" || lines[0][logkey.WorkflowID] != id || lines[0][logkey.Trigger] != "tick" {
+	if lines := logs.Records(warned); len(lines) != 1 || lines[0]["level"] != "WARN" || lines[0][logkey.WorkflowID] != id || lines[0][logkey.Trigger] != "tick" {
 		t.Errorf("warned %v, want once, of workflow %s's tick", lines, id)
 	}
 	if got := e.engineMetric(metric); got != 1 {

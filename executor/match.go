@@ -3,6 +3,7 @@ package executor
 import (
 	"cmp"
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -350,6 +351,11 @@ func (e *Executor) decideTake(ctx context.Context, state *engine.Workflow, take 
 		}
 	}
 	td, err := engine.Decide(engine.Input{State: state, Trigger: trig, Now: now, TaskDef: e.taskDefFunc(ctx), MaxRecordBytes: e.log.MaxRecordBytes()})
+	if errors.Is(err, engine.ErrUnreadableDef) {
+		// Told of as a refusal in a shard is (stuckUnreadable): refused
+		// here, the take is dropped quietly and its task announced.
+		e.stuckUnreadable(state.ID, engine.TriggerName(take))
+	}
 	if err != nil {
 		return nil, nil, engine.Decision{}, false
 	}

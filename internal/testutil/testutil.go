@@ -5,9 +5,11 @@ package testutil
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -126,6 +128,19 @@ func (b *LogBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// Records returns the records written with message msg, decoded, in the
+// order they were written.
+func (b *LogBuffer) Records(msg string) []map[string]any {
+	var out []map[string]any
+	for line := range strings.SplitSeq(b.String(), "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == msg {
+			out = append(out, rec)
+		}
+	}
+	return out
 }
 
 // CapturingLogger returns a JSON logger at debug level writing to a new
