@@ -817,6 +817,17 @@ func (d *decision) terminate(t Terminate) error {
 	if t.UnlessResetAfter > 0 && d.w.ResetTime > t.UnlessResetAfter {
 		return fault.Conflict("workflow %s was reset after the parent that terminates it ended", d.w.ID)
 	}
+	if t.TriggerFailureWorkflow && d.plan == nil && d.w.Terminal() && !slices.Contains(d.w.FailureWorkflows, failureWorkflowID(d.w)) {
+		// A failure workflow asked of an ended workflow whose definition
+		// does not parse cannot be started, and the reason it ended with,
+		// which it keeps, cannot say so as a running one's does
+		// (unreadReason): the caller is told instead. Its end started
+		// none; whether the definition names one cannot be read. Once its
+		// end started one, the request asks what it asks of a definition
+		// that parses, where that start stands and none is made again.
+		return fault.Conflict("workflow %s is %s and its recorded definition cannot be read: the failure workflow it may name cannot be started; terminate it without triggerFailureWorkflow",
+			d.w.ID, d.w.Status)
+	}
 	reason := t.Reason
 	switch {
 	case d.w.Terminal():

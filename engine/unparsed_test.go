@@ -191,6 +191,70 @@ func TestTerminatedWithoutItsDefinition(t *testing.T) {
 	}
 }
 
+// A FAILED or TIMED_OUT workflow whose definition does not parse, asked
+// to be terminated with triggerFailureWorkflow, is refused as a conflict
+// that says why when its end started no failure workflow: it became
+// TERMINATED, started none and kept the reason it ended with, and
+// nothing told the caller. Without the flag, or once its end started
+// one, it is terminated as an ended workflow whose definition parses: its
+// reason kept, and no failure workflow started again.
+func TestTerminateOfAnEndedOneWithoutItsDefinition(t *testing.T) {
+	t.Parallel()
+	const bad = `{"name":"w","tasks":[{"name":"a",`
+	for name, tc := range map[string]struct {
+		status  string
+		started bool // its end started its failure workflow
+		asked   bool // triggerFailureWorkflow
+		refused bool
+	}{
+		"failed, none started, asked":    {status: conductor.WorkflowFailed, asked: true, refused: true},
+		"timed out, none started, asked": {status: conductor.WorkflowTimedOut, asked: true, refused: true},
+		"failed, none started":           {status: conductor.WorkflowFailed},
+		"failed, one started, asked":     {status: conductor.WorkflowFailed, started: true, asked: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			def := `{"name":"w","tasks":[{"name":"a","taskReferenceName":"a"}]}`
+			if tc.started {
+				def = `{"name":"w","failureWorkflow":"cleanup","tasks":[{"name":"a","taskReferenceName":"a"}]}`
+			}
+			w, err := engine.ApplyRecord(nil, []schemas.Event{
+				&schemas.WorkflowStarted{WorkflowID: "wf-ended", Name: "w", Version: 1, Def: []byte(def), Time: 1},
+				&schemas.WorkflowStatusChanged{Status: tc.status, Reason: "it failed", Time: 2},
+				&schemas.WorkflowUpgraded{Def: []byte(bad), Time: 3},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.Def(); err == nil || len(w.FailureWorkflows) > 0 != tc.started {
+				t.Fatalf("definition %s parses, or its end started %v", bad, w.FailureWorkflows)
+			}
+			dec, err := engine.Decide(engine.Input{State: w, Trigger: engine.Terminate{Reason: "stop", By: "user:op", TriggerFailureWorkflow: tc.asked},
+				Now: time.UnixMilli(10)})
+			if tc.refused {
+				wantErr(t, err, fault.ErrConflict)
+				// Ended, it is not stuck: nothing for an operator.
+				if errorsIs(err, engine.ErrUnreadableDef) {
+					t.Errorf("err = %v, want no ErrUnreadableDef", err)
+				}
+				if msg := err.Error(); !strings.Contains(msg, "cannot be read") || !strings.Contains(msg, "without triggerFailureWorkflow") || strings.Contains(msg, "tasks") {
+					t.Fatalf("err = %q, want one that says the failure workflow cannot be started, and quotes none of the definition", msg)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := dec.State; got.Status != conductor.WorkflowTerminated || got.Reason != "it failed" {
+				t.Errorf("%s %q, want TERMINATED with the reason it ended with", got.Status, got.Reason)
+			}
+			if s := effectsOf[engine.StartWorkflow](dec); len(s) != 0 {
+				t.Errorf("started %+v", s)
+			}
+		})
+	}
+}
+
 // cachingFork is a dynamic fork and its JOIN, which run the task fetch,
 // configured by the workflow's input (cachingForkInput) to cache its
 // output: a task that carries its own configuration.
