@@ -129,11 +129,7 @@ func (c *Compactor) Run(ctx context.Context) {
 		}
 		if c.SweepEvery > 0 && c.Now().Sub(swept) >= c.SweepEvery {
 			swept = c.Now()
-			if erased, err := c.Sweep(ctx); err != nil && ctx.Err() == nil {
-				c.Logger.Warn("compaction sweep failed", logkey.Err, err)
-			} else if erased > 0 {
-				c.Logger.Info("erased keys of compacted workflows", logkey.Count, erased)
-			}
+			c.SweepAndLog(ctx)
 		}
 		// A full pass leaves more due (a backlog after a restart, a burst
 		// of ends): the next starts at once, not a tick later.
@@ -391,6 +387,19 @@ func (c *Compactor) Sweep(ctx context.Context) (int, error) {
 	}
 	kept, err := c.Keys.DestroyKeys(ctx, gone)
 	return len(gone) - len(kept), err
+}
+
+// SweepAndLog sweeps (Sweep) and logs how many keys it erased, and why it
+// failed if it did: a sweep goes on past a key it cannot erase, so one
+// that fails may have erased the others, and its warning says how many.
+func (c *Compactor) SweepAndLog(ctx context.Context) {
+	erased, err := c.Sweep(ctx)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		c.Logger.Warn("compaction sweep failed", logkey.Count, erased, logkey.Err, err)
+	case erased > 0:
+		c.Logger.Info("erased keys of compacted workflows", logkey.Count, erased)
+	}
 }
 
 // keySpent reports whether workflow wfID is done with secrets key id: it

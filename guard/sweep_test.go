@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -175,6 +176,64 @@ func TestSweepErasesTheKeyOfARemovedChild(t *testing.T) {
 			}
 			if erased := l.destroyed[keyID("kid", masking.KindSecrets)]; erased != tc.erased || n != len(l.destroyed) {
 				t.Errorf("erased %v (%d), want %v", l.destroyed, n, tc.erased)
+			}
+		})
+	}
+}
+
+// A sweep that erases some keys and fails on another says how many it
+// erased in its warning, at start-up and between passes: it logged the
+// warning or the count, and since DestroyKeys goes past a key it cannot
+// erase, the count of one that failed was never logged.
+func TestSweepThatFailsSaysHowManyItErased(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		sweep func(ctx context.Context, c *Compactor)
+	}{
+		{"at start-up", func(ctx context.Context, c *Compactor) { c.SweepAndLog(ctx) }},
+		{"between passes", func(ctx context.Context, c *Compactor) {
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			l := newCompactionLog(0)
+			now := time.Unix(0, 0)
+			c.Ended, c.Engine, c.SweepEvery, c.Now = l, l, time.Minute, func() time.Time { return now }
+			c.After = func(time.Duration) <-chan time.Time {
+				if now != time.Unix(0, 0) {
+					cancel() // the second wait: after one sweep
+				}
+				now = now.Add(time.Minute)
+				ready := make(chan time.Time, 1)
+				ready <- now
+				return ready
+			}
+			c.Run(ctx)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, keys := openKeys(t)
+			var good []string
+			for _, wfID := range []string{"wf-a", "wf-b", "wf-c"} {
+				dk, err := keys.NewDataKey(ctx, keyID(wfID, masking.KindSecrets))
+				if err != nil {
+					t.Fatal(err)
+				}
+				good = append(good, dk.ID())
+			}
+			kept := good[2]
+			good = good[:2]
+			logger, logs := testutil.CapturingLogger()
+			c := &Compactor{Keys: &keepingKeys{KeyDestroyer: keys, id: kept}, Listed: keys, States: &sweptKeys{}, Logger: logger}
+			tc.sweep(ctx, c)
+			keys.ClearCache()
+			for _, id := range good {
+				if _, err := keys.DataKey(ctx, id); !errors.Is(err, secrets.ErrKeyDestroyed) {
+					t.Errorf("key %s after the sweep: %v, want it destroyed", id, err)
+				}
+			}
+			if got := logs.String(); !strings.Contains(got, `"msg":"compaction sweep failed","count":2,`) || !strings.Contains(got, kept) {
+				t.Errorf("the sweep logged %s; want its warning to name %s and count the 2 keys it erased", got, kept)
 			}
 		})
 	}

@@ -400,11 +400,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if erased, err := compactor.Sweep(runCtx); err != nil {
-			logger.Warn("compaction sweep failed", logkey.Err, err)
-		} else if erased > 0 {
-			logger.Info("erased keys of compacted workflows", logkey.Count, erased)
-		}
+		compactor.SweepAndLog(runCtx)
 		compactor.Run(runCtx)
 	}()
 	schedRunner, err := n.startProjection(ctx, runCtx, eventlog.Metadata.Name, scheduler.Projection{})
