@@ -17,6 +17,7 @@ import (
 	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/projections/executions"
+	"github.com/flowvault/flowvault/secrets"
 )
 
 // Ended lists workflows waiting for compaction.
@@ -100,6 +101,9 @@ type Compactor struct {
 	// passSize bounds the workflows one pass lists (0: the constant; tests
 	// make it small).
 	passSize int
+	// failedCompactions and failedErasures say which failures of
+	// workflows (by id) and keys (by key id) to log.
+	failedCompactions, failedErasures repeats
 }
 
 // Run compacts until ctx is done.
@@ -222,8 +226,12 @@ func (c *Compactor) Pass(ctx context.Context) (compacted int, more bool, err err
 					continue
 				}
 				if err != nil {
-					if ctx.Err() == nil { // not the shutdown: the next pass retries it
-						c.Logger.Warn("compaction failed", logkey.WorkflowID, wfID, logkey.Err, err)
+					if ctx.Err() != nil {
+						continue // the shutdown, not a failure
+					}
+					// The next pass retries it.
+					if ok, left := c.failedCompactions.log(wfID, c.Now()); ok {
+						c.Logger.Warn("compaction failed", logkey.WorkflowID, wfID, logkey.Err, err, logkey.Suppressed, left)
 					}
 					continue
 				}
@@ -279,8 +287,20 @@ func (c *Compactor) Pass(ctx context.Context) (compacted int, more bool, err err
 	default:
 		// As a workflow whose compaction failed: logged, tried again by
 		// the next pass (an invalid id: once, as it names no key), and no
-		// reason for that pass to wait longer.
-		c.Logger.Warn("erasing keys of compacted workflows failed", logkey.Err, err)
+		// reason for that pass to wait longer. Logged when a key fails
+		// for the first time (or warnEvery after its last line), or an id
+		// names no key: one failing again and again would repeat the line
+		// every pass.
+		warn, left := len(kept) == 0 || errors.Is(err, secrets.ErrInvalidKeyID), 0
+		now := c.Now()
+		for _, id := range kept {
+			if ok, n := c.failedErasures.log(id, now); ok {
+				warn, left = true, max(left, n)
+			}
+		}
+		if warn {
+			c.Logger.Warn("erasing keys of compacted workflows failed", logkey.Err, err, logkey.Suppressed, left)
+		}
 	}
 	return compacted, more, stop
 }

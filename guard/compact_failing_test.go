@@ -48,7 +48,7 @@ func (f *failingCompactions) Submit(ctx context.Context, wfID string, trig engin
 // oldest on the list, do not keep those that ended after them from their
 // compaction: a pass goes on after the last workflow the one before tried,
 // and from the oldest again once it reached the end, so that the failing
-// ones are tried once a round of the list, each failure logged. Passes
+// ones are tried once a round of the list, their failures logged. Passes
 // that started from the oldest each time listed the failing ones alone,
 // and the others' secrets keys were never destroyed.
 func TestCompactionGoesPastWorkflowsThatKeepFailing(t *testing.T) {
@@ -142,11 +142,96 @@ func TestCompactionGoesPastWorkflowsThatKeepFailing(t *testing.T) {
 		if f.tried[id] != 2 {
 			t.Errorf("compaction of %s tried %d times in two rounds of the list, want 2", id, f.tried[id])
 		}
-		if got := strings.Count(logs.String(), `"msg":"compaction failed","workflow_id":"`+id+`"`); got != f.tried[id] {
-			t.Errorf("%d lines say the compaction of %s failed, want one per attempt (%d)", got, id, f.tried[id])
+		// Both attempts within warnEvery: one line (TestRepeatedFailuresLoggedOnceAnInterval).
+		if got := strings.Count(logs.String(), `"msg":"compaction failed","workflow_id":"`+id+`"`); got != 1 {
+			t.Errorf("%d lines say the compaction of %s failed, want one for its %d attempts", got, id, f.tried[id])
 		}
 		if _, err := keys.DataKey(ctx, secretsKey[id]); err != nil {
 			t.Errorf("the key of %s, whose compaction failed: %v; want it kept", id, err)
 		}
+	}
+}
+
+// damagedKeys fails to erase one key at every attempt, as a damaged key
+// page does, and erases the others.
+type damagedKeys struct {
+	KeyDestroyer
+	id    string
+	mu    sync.Mutex
+	tried int
+}
+
+var errDamagedPage = errors.New("key page damaged")
+
+func (k *damagedKeys) DestroyKeys(ctx context.Context, ids []string) ([]string, error) {
+	if !slices.Contains(ids, k.id) {
+		return k.KeyDestroyer.DestroyKeys(ctx, ids)
+	}
+	k.mu.Lock()
+	k.tried++
+	k.mu.Unlock()
+	kept, err := k.KeyDestroyer.DestroyKeys(ctx, slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return id == k.id }))
+	return append(kept, k.id), errors.Join(err, fmt.Errorf("destroy data key %s: %w", k.id, errDamagedPage))
+}
+
+// A workflow whose compaction fails, or a key that fails to erase, at
+// every pass for a reason that does not fail the pass is retried every
+// pass, and its failure logged the first time, then once every warnEvery
+// with how many were left out: each was logged every pass, four a second,
+// forever.
+func TestRepeatedFailuresLoggedOnceAnInterval(t *testing.T) {
+	t.Parallel()
+	const passes = 5
+	for _, tc := range []struct {
+		name string
+		line string // the line that says it failed
+		// compactor returns a Compactor over l whose every pass fails at
+		// the same workflow or key, and how many times it was tried.
+		compactor func(l *compactionLog) (*Compactor, func() int)
+	}{
+		{"a workflow's compaction", `"msg":"compaction failed","workflow_id":"wf-00002"`, func(l *compactionLog) (*Compactor, func() int) {
+			f := &failingCompactions{Submitter: l, failing: map[string]bool{"wf-00002": true}, tried: map[string]int{}}
+			return &Compactor{Ended: l, Engine: f, Keys: l}, func() int { return f.tried["wf-00002"] }
+		}},
+		{"a key's erasure", `"msg":"erasing keys of compacted workflows failed"`, func(l *compactionLog) (*Compactor, func() int) {
+			k := &damagedKeys{KeyDestroyer: l, id: "key-wf-00002"}
+			return &Compactor{Ended: l, Engine: l, Keys: k}, func() int { return k.tried }
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			l := newCompactionLog(5)
+			c, tried := tc.compactor(l)
+			logger, logs := testutil.CapturingLogger()
+			now := time.Unix(1_000_000, 0)
+			c.Logger, c.Now = logger, func() time.Time { return now }
+			pass := func() {
+				t.Helper()
+				if _, _, err := c.Pass(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				now = now.Add(250 * time.Millisecond)
+			}
+			for range passes {
+				pass()
+			}
+			if n := tried(); n != passes {
+				t.Errorf("tried %d times in %d passes, want every pass", n, passes)
+			}
+			if n := strings.Count(logs.String(), tc.line); n != 1 {
+				t.Errorf("%d lines say it failed in %d passes, want 1:\n%s", n, passes, logs.String())
+			}
+			now = now.Add(warnEvery)
+			pass()
+			if n := strings.Count(logs.String(), tc.line); n != 2 {
+				t.Errorf("%d lines say it failed, want 2 once warnEvery passed:\n%s", n, logs.String())
+			}
+			if want := fmt.Sprintf(`"suppressed":%d}`, passes-1); !strings.Contains(logs.String(), want) {
+				t.Errorf("the second line does not say %d failures were left out (%s):\n%s", passes-1, want, logs.String())
+			}
+			if len(l.destroyed) != 4 {
+				t.Errorf("%d keys destroyed, want the 4 of the other workflows", len(l.destroyed))
+			}
+		})
 	}
 }
