@@ -332,6 +332,8 @@ func (c *Compactor) compact(ctx context.Context, wfID string) (keyID string, app
 // KeyLister lists the keys that may still need erasing.
 type KeyLister interface {
 	DataKeyIDs(ctx context.Context, prefix string) (map[string]time.Time, error)
+	// PooledKeyIDs lists the pages it can read, and fails naming those
+	// it cannot.
 	PooledKeyIDs(ctx context.Context) ([]string, error)
 	// EraseSuperseded erases the revisions a crash left behind a rewrite.
 	EraseSuperseded(ctx context.Context) (int, error)
@@ -381,11 +383,11 @@ func (c *Compactor) Sweep(ctx context.Context) (int, error) {
 		}
 	}
 	// Pooled keys: a key no workflow recorded is one nobody took yet, or
-	// one whose taker lost a race; it sealed nothing that was kept.
-	pooled, err := keys.PooledKeyIDs(ctx)
-	if err != nil {
-		return 0, err
-	}
+	// one whose taker lost a race; it sealed nothing that was kept. A page
+	// the listing cannot read (damaged) keeps its own keys, not the
+	// others' nor the named ones: the sweep erases what it listed and
+	// fails with the page named (unlisted).
+	pooled, unlisted := keys.PooledKeyIDs(ctx)
 	for _, id := range pooled {
 		wfID, ok, err := states.KeyHolder(ctx, id)
 		if err != nil {
@@ -403,10 +405,10 @@ func (c *Compactor) Sweep(ctx context.Context) (int, error) {
 		}
 	}
 	if len(gone) == 0 {
-		return 0, nil
+		return 0, unlisted
 	}
 	kept, err := c.Keys.DestroyKeys(ctx, gone)
-	return len(gone) - len(kept), err
+	return len(gone) - len(kept), errors.Join(unlisted, err)
 }
 
 // SweepAndLog sweeps (Sweep) and logs how many keys it erased, and why it

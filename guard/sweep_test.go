@@ -238,3 +238,76 @@ func TestSweepThatFailsSaysHowManyItErased(t *testing.T) {
 		})
 	}
 }
+
+// heldKeys is sweptKeys whose pooled keys are held by the workflows
+// holders names.
+type heldKeys struct {
+	sweptKeys
+	holders map[string]string // pooled key id → workflow
+}
+
+func (k *heldKeys) KeyHolder(_ context.Context, id string) (string, bool, error) {
+	wfID, ok := k.holders[id]
+	return wfID, ok, nil
+}
+
+// A key page the sweep cannot read (damaged) keeps no other key: the
+// sweep erases the named keys of compacted workflows and the pooled keys
+// of the pages it can read, and its warning names the page and counts
+// what it erased. Listing the pooled keys failed on the page, and the
+// sweep returned before erasing anything.
+func TestSweepGoesPastADamagedKeyPage(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	master := secrets.GenerateMasterKey()
+	open := func() *secrets.Keys {
+		keys, err := secrets.OpenKeys(ctx, l.JetStream(), master, secrets.KeysOptions{Logger: testutil.Logger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return keys
+	}
+	// Two processes' keys: each takes pooled keys from a page of its own.
+	keys, other := open(), open()
+	var spent []string
+	for _, wfID := range []string{"wf-a", "wf-b"} {
+		dk, err := keys.NewDataKey(ctx, keyID(wfID, masking.KindSecrets))
+		if err != nil {
+			t.Fatal(err)
+		}
+		spent = append(spent, dk.ID())
+	}
+	damaged, err := keys.NewPooledKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pooled, err := other.NewPooledKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spent = append(spent, pooled.ID())
+	bucket, key := secrets.DataKeyEntry(damaged.ID())
+	kv, err := l.JetStream().KeyValue(ctx, bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, key, []byte("garbage")); err != nil {
+		t.Fatal(err)
+	}
+	page := damaged.ID()[:strings.LastIndexByte(damaged.ID(), '.')]
+
+	logger, logs := testutil.CapturingLogger()
+	states := &heldKeys{holders: map[string]string{damaged.ID(): "wf-p", pooled.ID(): "wf-q"}}
+	c := &Compactor{Keys: keys, Listed: keys, States: states, Logger: logger}
+	c.SweepAndLog(ctx)
+	keys.ClearCache()
+	for _, id := range spent {
+		if _, err := keys.DataKey(ctx, id); !errors.Is(err, secrets.ErrKeyDestroyed) {
+			t.Errorf("key %s after the sweep: %v, want it destroyed", id, err)
+		}
+	}
+	if got := logs.String(); !strings.Contains(got, `"msg":"compaction sweep failed","count":3,`) || !strings.Contains(got, page) {
+		t.Errorf("the sweep logged %s; want its warning to name page %s and count the 3 keys it erased", got, page)
+	}
+}

@@ -237,14 +237,21 @@ func (k *Keys) destroySlots(ctx context.Context, page string, slots []int) error
 }
 
 // PooledKeyIDs lists the pooled keys not destroyed yet, page by page,
-// including slots that were never handed out.
+// including slots that were never handed out. A page it cannot read (a
+// damaged one) does not keep the others' keys from their callers: it
+// lists every page it can, and returns with them one error per page it
+// could not read, naming the page.
 func (k *Keys) PooledKeyIDs(ctx context.Context) ([]string, error) {
-	var out []string
+	var (
+		out        []string
+		unreadable []error
+	)
 	err := k.eachEntry(ctx, dataKeyPrefix+pagePrefix+">", func(_ bucket, e entry) error {
 		page := strings.TrimPrefix(e.Key(), dataKeyPrefix)
 		raw, err := k.unwrap(ctx, page, e.Value())
 		if err != nil {
-			return err
+			unreadable = append(unreadable, err) // it names the page
+			return nil
 		}
 		defer wipe(raw)
 		for s := range len(raw) / KeySize {
@@ -254,7 +261,7 @@ func (k *Keys) PooledKeyIDs(ctx context.Context) ([]string, error) {
 		}
 		return nil
 	})
-	return out, err
+	return out, errors.Join(append(unreadable, err)...)
 }
 
 func isZero(b []byte) bool {
