@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -404,11 +405,22 @@ func (c *Compactor) Sweep(ctx context.Context) (int, error) {
 			gone = append(gone, id)
 		}
 	}
+	// An id that cannot name a key (a damaged record's) erases nothing:
+	// DestroyKeys would refuse it without keeping it, and the count of
+	// what the sweep erased would include it.
+	errs := []error{unlisted}
+	gone = slices.DeleteFunc(gone, func(id string) bool {
+		err := secrets.CheckKeyID(id)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		return err != nil
+	})
 	if len(gone) == 0 {
-		return 0, unlisted
+		return 0, errors.Join(errs...)
 	}
 	kept, err := c.Keys.DestroyKeys(ctx, gone)
-	return len(gone) - len(kept), errors.Join(unlisted, err)
+	return len(gone) - len(kept), errors.Join(append(errs, err)...)
 }
 
 // SweepAndLog sweeps (Sweep) and logs how many keys it erased, and why it

@@ -226,12 +226,7 @@ func TestSweepThatFailsSaysHowManyItErased(t *testing.T) {
 			logger, logs := testutil.CapturingLogger()
 			c := &Compactor{Keys: &keepingKeys{KeyDestroyer: keys, id: kept}, Listed: keys, States: &sweptKeys{}, Logger: logger}
 			tc.sweep(ctx, c)
-			keys.ClearCache()
-			for _, id := range good {
-				if _, err := keys.DataKey(ctx, id); !errors.Is(err, secrets.ErrKeyDestroyed) {
-					t.Errorf("key %s after the sweep: %v, want it destroyed", id, err)
-				}
-			}
+			wantErased(ctx, t, keys, good...)
 			if got := logs.String(); !strings.Contains(got, `"msg":"compaction sweep failed","count":2,`) || !strings.Contains(got, kept) {
 				t.Errorf("the sweep logged %s; want its warning to name %s and count the 2 keys it erased", got, kept)
 			}
@@ -301,13 +296,58 @@ func TestSweepGoesPastADamagedKeyPage(t *testing.T) {
 	states := &heldKeys{holders: map[string]string{damaged.ID(): "wf-p", pooled.ID(): "wf-q"}}
 	c := &Compactor{Keys: keys, Listed: keys, States: states, Logger: logger}
 	c.SweepAndLog(ctx)
+	wantErased(ctx, t, keys, spent...)
+	if got := logs.String(); !strings.Contains(got, `"msg":"compaction sweep failed","count":3,`) || !strings.Contains(got, page) {
+		t.Errorf("the sweep logged %s; want its warning to name page %s and count the 3 keys it erased", got, page)
+	}
+}
+
+// misnamedKeys lists, besides a real key store's keys, ids no key can
+// have, as a damaged record would name them.
+type misnamedKeys struct {
+	*secrets.Keys
+	named, pooled string
+}
+
+func (k misnamedKeys) DataKeyIDs(ctx context.Context, prefix string) (map[string]time.Time, error) {
+	ids, err := k.Keys.DataKeyIDs(ctx, prefix)
+	ids[k.named] = time.Time{}
+	return ids, err
+}
+
+func (k misnamedKeys) PooledKeyIDs(ctx context.Context) ([]string, error) {
+	ids, err := k.Keys.PooledKeyIDs(ctx)
+	return append(ids, k.pooled), err
+}
+
+// A sweep counts the keys it erased, not the ids that cannot name a key,
+// which it names in its error: it counted every id it asked to erase but
+// those DestroyKeys kept, and DestroyKeys keeps no invalid id.
+func TestSweepCountsOnlyTheKeysItErased(t *testing.T) {
+	t.Parallel()
+	ctx, keys := openKeys(t)
+	dk, err := keys.NewDataKey(ctx, keyID("wf-a", masking.KindSecrets))
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := misnamedKeys{Keys: keys, named: "wf.bad..s", pooled: "kp.x.64"}
+	states := &heldKeys{holders: map[string]string{listed.pooled: "wf-p"}}
+	c := &Compactor{Keys: keys, Listed: listed, States: states}
+	n, err := c.Sweep(ctx)
+	if n != 1 || !errors.Is(err, secrets.ErrInvalidKeyID) || !strings.Contains(err.Error(), listed.named) || !strings.Contains(err.Error(), listed.pooled) {
+		t.Errorf("the sweep erased %d, %v; want 1 erased and both invalid ids named", n, err)
+	}
+	wantErased(ctx, t, keys, dk.ID())
+}
+
+// wantErased fails t for each key of ids that keys, its cache cleared,
+// still opens after a sweep.
+func wantErased(ctx context.Context, t *testing.T, keys *secrets.Keys, ids ...string) {
+	t.Helper()
 	keys.ClearCache()
-	for _, id := range spent {
+	for _, id := range ids {
 		if _, err := keys.DataKey(ctx, id); !errors.Is(err, secrets.ErrKeyDestroyed) {
 			t.Errorf("key %s after the sweep: %v, want it destroyed", id, err)
 		}
-	}
-	if got := logs.String(); !strings.Contains(got, `"msg":"compaction sweep failed","count":3,`) || !strings.Contains(got, page) {
-		t.Errorf("the sweep logged %s; want its warning to name page %s and count the 3 keys it erased", got, page)
 	}
 }

@@ -427,7 +427,8 @@ func (k *Keys) Fingerprint(value []byte) string { return k.Keyring().Fingerprint
 
 // CheckKeyID reports whether id can name a data key: bucket key
 // characters (letters, digits, '-', '_', '='), tokens separated by single
-// dots, at most 512 bytes.
+// dots, at most 512 bytes; a pooled key's, kp.<page>.<slot> with a slot
+// of its page.
 func CheckKeyID(id string) error {
 	if id == "" || len(id) > 512 || strings.HasPrefix(id, ".") || strings.HasSuffix(id, ".") || strings.Contains(id, "..") {
 		return fmt.Errorf("data key id %q: %w: want dot-separated tokens of [-_=a-zA-Z0-9], at most 512 bytes", id, ErrInvalidKeyID)
@@ -437,6 +438,10 @@ func CheckKeyID(id string) error {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '=' || c == '.') {
 			return fmt.Errorf("data key id %q: %w: character %q not allowed; want dot-separated tokens of [-_=a-zA-Z0-9]", id, ErrInvalidKeyID, c)
 		}
+	}
+	if IsPooledKey(id) {
+		_, _, err := pageOf(id)
+		return err
 	}
 	return nil
 }
