@@ -278,6 +278,11 @@ func (c *Compactor) Pass(ctx context.Context) (compacted int, more bool, err err
 	if len(ids) == 0 {
 		return compacted, more, stop
 	}
+	// A workflow the read model lists again (it lags) names the key the
+	// last pass kept a second time: DestroyKeys would keep each copy, and
+	// every such pass would carry one more.
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
 	kept, err := c.Keys.DestroyKeys(ctx, ids)
 	c.unerased = kept
 	switch {

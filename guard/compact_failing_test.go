@@ -13,9 +13,11 @@ import (
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/executor"
+	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/projections"
 	"github.com/flowvault/flowvault/projections/executions"
+	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/secrets"
 )
@@ -233,5 +235,53 @@ func TestRepeatedFailuresLoggedOnceAnInterval(t *testing.T) {
 				t.Errorf("%d keys destroyed, want the 4 of the other workflows", len(l.destroyed))
 			}
 		})
+	}
+}
+
+// A key a pass cannot erase is carried to the next pass once, however
+// often the read model, lagging, lists its workflow again: each listing
+// named the key again besides the one carried, DestroyKeys kept every
+// copy, and every pass over the lagging list carried one more, asked the
+// key store to erase it once more, and counted each copy's failure among
+// those left out of the log.
+func TestCompactionCarriesAKeyItCouldNotEraseOnce(t *testing.T) {
+	t.Parallel()
+	ctx, l, keys := openLogKeys(t)
+	dk, err := keys.NewPooledKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	damagePage(ctx, t, l.JetStream(), dk.ID())
+	states := map[string]*engine.Workflow{"wf-a": applyAll(t, nil,
+		&schemas.WorkflowStarted{WorkflowID: "wf-a", Name: "w", Version: 1, Def: []byte(`{"name":"w","version":1,"tasks":[]}`), Time: 1},
+		&schemas.SecretsSealed{Key: dk.ID()},
+		&schemas.WorkflowStatusChanged{Status: conductor.WorkflowCompleted, Time: 2})}
+	list := newCompactionLog(0)
+	list.due, list.lags = []string{"wf-a"}, true
+	counted := &countingKeys{KeyDestroyer: keys}
+	logger, logs := testutil.CapturingLogger()
+	now := time.Unix(1_000_000, 0)
+	c := &Compactor{Ended: list, Engine: &foldingEngine{states: states}, Keys: counted, Logger: logger, Now: func() time.Time { return now }}
+	// Logged at the first pass, left out at the next two, logged again
+	// warnEvery later.
+	const passes = 4
+	for i := range passes {
+		if i == passes-1 {
+			now = now.Add(warnEvery)
+		}
+		if _, _, err := c.Pass(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, ids := range counted.calls {
+		if n := strings.Count(strings.Join(ids, " "), dk.ID()); n != 1 {
+			t.Errorf("pass %d asked to erase %s %d times, want once", i+1, dk.ID(), n)
+		}
+	}
+	if !slices.Equal(c.unerased, []string{dk.ID()}) {
+		t.Errorf("keys carried to the next pass %q, want %s once", c.unerased, dk.ID())
+	}
+	if lines := logs.Records("erasing keys of compacted workflows failed"); len(lines) != 2 || lines[1][logkey.Suppressed] != 2.0 {
+		t.Errorf("logged %v; want two lines, the second leaving out the 2 passes between them", lines)
 	}
 }

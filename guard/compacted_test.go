@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -15,13 +16,20 @@ import (
 // openKeys opens a keyring on a fresh log, with a test's context.
 func openKeys(t *testing.T) (context.Context, *secrets.Keys) {
 	t.Helper()
+	ctx, _, keys := openLogKeys(t)
+	return ctx, keys
+}
+
+// openLogKeys is openKeys, which also returns the log.
+func openLogKeys(t *testing.T) (context.Context, *eventlog.Log, *secrets.Keys) {
+	t.Helper()
 	ctx := testutil.Context(t, 30*time.Second)
 	l := testutil.OpenLog(t, "")
 	keys, err := secrets.OpenKeys(ctx, l.JetStream(), secrets.GenerateMasterKey(), secrets.KeysOptions{Logger: testutil.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ctx, keys
+	return ctx, l, keys
 }
 
 // A compacted workflow that runs again (restart, rerun, retry) seals what

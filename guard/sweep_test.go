@@ -282,14 +282,7 @@ func TestSweepGoesPastADamagedKeyPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	spent = append(spent, pooled.ID())
-	bucket, key := secrets.DataKeyEntry(damaged.ID())
-	kv, err := l.JetStream().KeyValue(ctx, bucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := kv.Put(ctx, key, []byte("garbage")); err != nil {
-		t.Fatal(err)
-	}
+	damagePage(ctx, t, l.JetStream(), damaged.ID())
 	page := damaged.ID()[:strings.LastIndexByte(damaged.ID(), '.')]
 
 	logger, logs := testutil.CapturingLogger()
@@ -299,6 +292,20 @@ func TestSweepGoesPastADamagedKeyPage(t *testing.T) {
 	wantErased(ctx, t, keys, spent...)
 	if got := logs.String(); !strings.Contains(got, `"msg":"compaction sweep failed","count":3,`) || !strings.Contains(got, page) {
 		t.Errorf("the sweep logged %s; want its warning to name page %s and count the 3 keys it erased", got, page)
+	}
+}
+
+// damagePage overwrites the page of pooled key id with garbage in its KV
+// bucket, as damage would: no key of the page can be unwrapped since.
+func damagePage(ctx context.Context, t *testing.T, js jetstream.JetStream, id string) {
+	t.Helper()
+	bucket, key := secrets.DataKeyEntry(id)
+	kv, err := js.KeyValue(ctx, bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, key, []byte("garbage")); err != nil {
+		t.Fatal(err)
 	}
 }
 
