@@ -760,3 +760,32 @@ func TestEraseSupersededAfterACrash(t *testing.T) {
 		t.Fatalf("the revision holding the destroyed key is still on disk in %v", files)
 	}
 }
+
+// A page wrapped under a term this process does not know (another
+// process rotated the keyring since it started) and cannot learn (the
+// keyring was sealed under a new master key since) is named in
+// PooledKeyIDs's error, as a damaged page is: its error was the keyring
+// reload's, which names no page, so the compaction sweep's warning could
+// not say which page kept its keys.
+func TestPooledKeyIDsNamesAPageOfATermItCannotLoad(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	mk := GenerateMasterKey()
+	k, other := mustOpenKeys(t, l, mk), mustOpenKeys(t, l, mk)
+	if _, err := other.Rotate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dk, err := other.NewPooledKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Reseal(ctx, l.JetStream(), mk, GenerateMasterKey(), KeysOptions{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	page, _ := mustPageOf(t, dk.ID())
+	ids, err := k.PooledKeyIDs(ctx)
+	if len(ids) != 0 || !errors.Is(err, ErrWrongMasterKey) || !strings.Contains(fmt.Sprint(err), page) {
+		t.Errorf("PooledKeyIDs = %v, %v; want no key listed and an error naming page %s", ids, err, page)
+	}
+}

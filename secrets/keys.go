@@ -531,7 +531,9 @@ func (k *Keys) unwrap(ctx context.Context, id string, wrapped []byte) ([]byte, e
 	raw, err := k.Keyring().Open(dataKeyPurpose(id), wrapped)
 	if errors.Is(err, errUnknownTerm) {
 		if rerr := k.reloadIfUnknown(ctx, wrapped); rerr != nil {
-			return nil, rerr
+			// Named as a key that does not open is: a caller that goes
+			// on past it (PooledKeyIDs) says which one it could not read.
+			return nil, fmt.Errorf("unwrap data key %s: %w", id, rerr)
 		}
 		raw, err = k.Keyring().Open(dataKeyPurpose(id), wrapped)
 	}
