@@ -379,3 +379,63 @@ func TestUncacheByTaskWithoutItsDefinition(t *testing.T) {
 		})
 	}
 }
+
+// A FAILED workflow whose definition, recorded by an earlier version,
+// does not parse now, and whose end started its failure workflow, is
+// terminated with triggerFailureWorkflow as one whose definition parses
+// is: TERMINATED, the reason it ended with kept, none started again. It
+// was refused (409, "cannot be started"): the start was looked for in
+// FailureWorkflows alone, which the fold fills from the definition, so no
+// state folded since the definition stopped parsing holds it; the end's
+// output names it, as every such end's does. An output naming another
+// workflow there (its outputParameters') is no such start.
+func TestTerminateOfOneEndedUnderAnEarlierVersion(t *testing.T) {
+	t.Parallel()
+	ended := func(t *testing.T, def string, output map[string]any) *engine.Workflow {
+		t.Helper()
+		w, err := engine.ApplyRecord(nil, []schemas.Event{
+			&schemas.WorkflowStarted{WorkflowID: "wf-ended", Name: "w", Version: 1, Def: []byte(def), Time: 1},
+			&schemas.WorkflowStatusChanged{Status: conductor.WorkflowFailed, Reason: "it failed", Output: output, Time: 2},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	// The failure workflow its end started, as a fold that reads the
+	// definition finds it.
+	started := ended(t, `{"name":"w","failureWorkflow":"cleanup","tasks":[{"name":"a","taskReferenceName":"a"}]}`, nil).FailureWorkflows
+	if len(started) != 1 {
+		t.Fatalf("failure workflows %v, want the one its end started", started)
+	}
+	for name, tc := range map[string]struct {
+		named   string // the failure workflow its output names
+		refused bool
+	}{
+		"its output names the one its end started": {named: started[0]},
+		"its output names another":                 {named: "wf-other", refused: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			w := ended(t, `{"name":"w","failureWorkflow":"cleanup","tasks":[{"name":"a",`, map[string]any{engine.FailureWorkflowOutputKey: tc.named})
+			if _, err := w.Def(); err == nil || len(w.FailureWorkflows) != 0 {
+				t.Fatalf("its definition parses, or its fold found failure workflows %v", w.FailureWorkflows)
+			}
+			dec, err := engine.Decide(engine.Input{State: w, Trigger: engine.Terminate{Reason: "stop", By: "user:op", TriggerFailureWorkflow: true},
+				Now: time.UnixMilli(10)})
+			if tc.refused {
+				wantErr(t, err, fault.ErrConflict)
+				return
+			}
+			if err != nil {
+				t.Fatalf("err = %v, want it terminated: its end started failure workflow %s", err, tc.named)
+			}
+			if got := dec.State; got.Status != conductor.WorkflowTerminated || got.Reason != "it failed" || got.Output[engine.FailureWorkflowOutputKey] != tc.named {
+				t.Errorf("%s %q, output %v, want TERMINATED with the reason and output it ended with", got.Status, got.Reason, got.Output)
+			}
+			if s := effectsOf[engine.StartWorkflow](dec); len(s) != 0 {
+				t.Errorf("started %+v", s)
+			}
+		})
+	}
+}
