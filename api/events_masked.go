@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/flowvault/flowvault/engine/expr"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas/conductor"
@@ -19,7 +20,7 @@ import (
 // action's _secrets or _masked data of its own, and such a field or data
 // stored before reads "***". Data from the event ("${card}") is the
 // started workflow's to seal, and the expression is definition text,
-// shown as written.
+// shown as written; text beside it ("pin-${pin}") is the handler's own.
 
 // refuseMaskedHandlerInput refuses handlers whose actions hold _secrets or
 // _masked data of their own, or whose start_workflow input sets a field
@@ -38,7 +39,7 @@ func (s *Server) refuseMaskedHandlerInput(ctx context.Context, handlers []*condu
 		for i, a := range h.Actions {
 			ownSecrets(a.Action, a.Params(), fmt.Sprintf("%sactions[%d].%s", prefix, i, a.Action), false, func(path string) {
 				ve.Add(path, "%s", "an event handler is stored in plain text, so it may not hold _secrets or _masked data of its own: "+
-					"give it from the event (an expression such as ${token}), "+
+					"give it from the event (expressions and nothing else, such as ${token}), "+
 					"or store the value with PUT /api/secrets/{key} and reference it as ${workflow.secrets.NAME} in the workflow definition")
 			})
 			fields, err := s.handlerMaskedFields(ctx, a)
@@ -47,7 +48,7 @@ func (s *Server) refuseMaskedHandlerInput(ctx context.Context, handlers []*condu
 			}
 			for _, f := range fields {
 				ve.Add(fmt.Sprintf("%sactions[%d].%s.input.%s", prefix, i, a.Action, f), "%s",
-					"the workflow masks this field, and an event handler is stored in plain text: give it from the event (an expression such as ${"+f+"}), "+
+					"the workflow masks this field, and an event handler is stored in plain text: give it from the event (expressions and nothing else, such as ${"+f+"}), "+
 						"or store the value with PUT /api/secrets/{key} and reference it as ${workflow.secrets.NAME} in the workflow definition")
 			}
 		}
@@ -169,9 +170,9 @@ func startedBy(params map[string]any) (*conductor.StartWorkflowRequest, bool) {
 	switch def, name := params[conductor.InlineWorkflowDef], params["name"]; {
 	case def != nil:
 		named[conductor.InlineWorkflowDef] = def
-	case ownData(name):
+	case written(name):
 		named["name"] = name
-		if v := params["version"]; ownData(v) {
+		if v := params["version"]; written(v) {
 			named["version"] = v
 		}
 	default:
@@ -189,13 +190,16 @@ func startedBy(params map[string]any) (*conductor.StartWorkflowRequest, bool) {
 }
 
 // ownData reports whether v holds a value no expression over the event
-// makes: a string without one, a number, a boolean.
+// makes: a string with any text of its own beside its expressions, as
+// the listener evaluates it (expr.Spelled: "pin ${x}", an escaped
+// "$${x}", which is text), a number, a boolean. A masked value with a
+// literal part is a literal in the stored handler all the same.
 func ownData(v any) bool {
 	switch x := v.(type) {
 	case nil:
 		return false
 	case string:
-		return !strings.Contains(x, "${")
+		return expr.Spelled(x)
 	case map[string]any:
 		for _, e := range x {
 			if ownData(e) {
@@ -212,4 +216,11 @@ func ownData(v any) bool {
 		return false
 	}
 	return true
+}
+
+// written reports whether a parameter is given as is: set, and no string
+// holding an expression.
+func written(v any) bool {
+	s, ok := v.(string)
+	return v != nil && (!ok || !strings.Contains(s, "${"))
 }

@@ -20,8 +20,10 @@ import (
 // start_workflow action whose input sets a field the workflow masks to
 // data of the handler's own is refused, and such a field, masked since,
 // reads "***" in every read of handlers; a field given from the event
-// ("${pw}") is the started workflow's to seal, and is taken and shown as
-// written. Both look the definition up: a lookup that fails (the read
+// ("${pw}", expressions and nothing else) is the started workflow's to
+// seal, and is taken and shown as written; text beside an expression, or
+// escaped ("$${"), or a literal a function adds, is the handler's own,
+// refused and masked as a plain value is. Both look the definition up: a lookup that fails (the read
 // model lacks the definition and the log does not answer) fails the
 // request, unavailable. Handlers were stored and shown as given: the
 // save kept the masked field in plain text in the metadata log and read
@@ -47,6 +49,12 @@ func TestEventHandlerMasking(t *testing.T) {
 		{"[" + literal + "]", "[0].actions[0].start_workflow.input.pw", http.StatusServiceUnavailable},
 		{handler("pays", `{"name":"masked_flow","version":"1","input":{"pw":{"nested":["`+secret+`"]}}}`),
 			"[0].actions[0].start_workflow.input.pw", http.StatusServiceUnavailable},
+		// Text beside an expression, or escaped as text ("$${"), is
+		// the handler's own.
+		{handler("pays", `{"name":"masked_flow","input":{"pw":"`+secret+` ${pw}"}}`), "[0].actions[0].start_workflow.input.pw", http.StatusServiceUnavailable},
+		{handler("pays", `{"name":"masked_flow","input":{"pw":"$${`+secret+`}"}}`), "[0].actions[0].start_workflow.input.pw", http.StatusServiceUnavailable},
+		{handler("pays", `{"name":"masked_flow","input":{"pw":"${$.pw.concat('`+secret+`')}"}}`), "[0].actions[0].start_workflow.input.pw",
+			http.StatusServiceUnavailable},
 		{handler("pays", `{"name":"inline","workflowDef":{"name":"inline","maskedFields":["pw"],"tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT"}]},`+
 			`"input":{"pw":"`+secret+`"}}`), "[0].actions[0].start_workflow.input.pw", http.StatusBadRequest},
 	} {
@@ -63,7 +71,7 @@ func TestEventHandlerMasking(t *testing.T) {
 	if got := admin.do("GET", "/api/event/handler/pays", ""); got.status != http.StatusNotFound {
 		t.Fatalf("a refused save stored the handler: GET = %d %s", got.status, got.body)
 	}
-	fromEvent := handler("pays", `{"name":"masked_flow","input":{"pw":"${pw}","n":1}}`)
+	fromEvent := handler("pays", `{"name":"masked_flow","input":{"pw":"${pw}${$.pin}","n":1}}`)
 	if got := admin.do("POST", "/api/event", fromEvent); got.status != http.StatusNoContent {
 		t.Fatalf("POST of a handler giving pw from the event = %d %s, want 204", got.status, got.body)
 	}
@@ -74,6 +82,7 @@ func TestEventHandlerMasking(t *testing.T) {
 
 	// Stored before the definition came to mask pw.
 	storeHandler(ctx, t, md, handler("paid_before", `{"name":"masked_flow","input":{"pw":"`+secret+`","n":1}}`))
+	storeHandler(ctx, t, md, handler("beside_before", `{"name":"masked_flow","input":{"pw":"${pw}`+secret+`"}}`))
 	for _, path := range []string{"/api/event", "/api/event/handler/paid_before", "/api/event/nats:pay.done?activeOnly=false"} {
 		t.Run(path, func(t *testing.T) {
 			failing.Store(true)
@@ -85,7 +94,7 @@ func TestEventHandlerMasking(t *testing.T) {
 			if got.status != http.StatusOK || strings.Contains(got.body, secret) || !strings.Contains(got.body, `"pw":"***"`) || !strings.Contains(got.body, `"n":1`) {
 				t.Errorf("GET %s = %d %s, want pw masked and n shown", path, got.status, got.body)
 			}
-			if path != "/api/event/handler/paid_before" && !strings.Contains(got.body, `"pw":"${pw}"`) {
+			if path != "/api/event/handler/paid_before" && !strings.Contains(got.body, `"pw":"${pw}${$.pin}"`) {
 				t.Errorf("GET %s = %s, want the handler giving pw from the event shown as written", path, got.body)
 			}
 		})
@@ -95,8 +104,8 @@ func TestEventHandlerMasking(t *testing.T) {
 // An event handler is stored and shown as given, as a schedule is, so an
 // action whose parameters hold _secrets or _masked data of the handler's
 // own is refused, naming the key, and such data stored before reads
-// "***" in every read of handlers; a _secrets block given from the event
-// ("${token}") is the started workflow's to seal, and is taken and shown
+// "***" in every read of handlers, text beside an expression or escaped
+// ("$${") included; a _secrets block given from the event ("${token}") is the started workflow's to seal, and is taken and shown
 // as written, as is an inline workflowDef, definition text. Handlers
 // were stored and shown as given: the data stayed in plain text in the
 // metadata log and read model, and every read showed it.
@@ -120,6 +129,8 @@ func TestEventHandlerSecretKeys(t *testing.T) {
 		{"nested _masked", start(`{"order":{"lines":[{"_masked":["` + secret + `"]}]}}`), "[0].actions[0].start_workflow.input.order.lines[0]._masked"},
 		{"under an empty name", start(`{"":{"_masked":"` + secret + `"}}`), "[0].actions[0].start_workflow.input.._masked"},
 		{"beside an expression", start(`{"_secrets":{"token":"${token}","pin":"` + secret + `"}}`), "[0].actions[0].start_workflow.input._secrets"},
+		{"text beside an expression", start(`{"_secrets":{"token":"` + secret + `-${token}"}}`), "[0].actions[0].start_workflow.input._secrets"},
+		{"escaped", start(`{"_masked":"$${` + secret + `}"}`), "[0].actions[0].start_workflow.input._masked"},
 		{"list", "[" + start(`{"_secrets":{"token":"`+secret+`"}}`) + "]", "[0].actions[0].start_workflow.input._secrets"},
 		{"complete_task", handler("keys", conductor.ActionCompleteTask, `{"workflowId":"${wf}","taskRefName":"w","output":{"_secrets":{"k":"`+secret+`"}}}`),
 			"[0].actions[0].complete_task.output._secrets"},
@@ -137,7 +148,7 @@ func TestEventHandlerSecretKeys(t *testing.T) {
 			}
 		})
 	}
-	fromEvent := start(`{"_secrets":{"token":"${token}"},"n":1}`)
+	fromEvent := start(`{"_secrets":{"token":"${token}","pin":"${$.pin}${$.suffix}"},"n":1}`)
 	if got := admin.do("POST", "/api/event", fromEvent); got.status != http.StatusNoContent {
 		t.Fatalf("POST of a handler giving _secrets from the event = %d %s, want 204", got.status, got.body)
 	}
@@ -164,7 +175,7 @@ func TestEventHandlerSecretKeys(t *testing.T) {
 				t.Errorf("GET %s = %d %s, want _secrets and _masked masked, n shown", path, got.status, got.body)
 			}
 			if path != "/api/event/handler/kept_before" &&
-				(!strings.Contains(got.body, `"_secrets":{"token":"${token}"}`) || !strings.Contains(got.body, `"x":"definition-text"`)) {
+				(!strings.Contains(got.body, `"_secrets":{"token":"${token}","pin":"${$.pin}${$.suffix}"}`) || !strings.Contains(got.body, `"x":"definition-text"`)) {
 				t.Errorf("GET %s = %s, want the handler giving _secrets from the event, and the inline definition, shown as written", path, got.body)
 			}
 		})
