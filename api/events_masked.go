@@ -17,7 +17,8 @@ import (
 // An event handler is stored and shown as given, as a schedule is: a
 // start_workflow action's input setting a field its workflow masks
 // (maskedFields) to data of the handler's own is refused, as is an
-// action's _secrets or _masked data of its own, and such a field or data
+// action's _secrets or _masked data of its own (any definition's masked
+// fields when an expression names the workflow), and such a field or data
 // stored before reads "***". Data from the event ("${card}") is the
 // started workflow's to seal, and the expression is definition text,
 // shown as written; text beside it ("pin-${pin}") is the handler's own.
@@ -48,7 +49,7 @@ func (s *Server) refuseMaskedHandlerInput(ctx context.Context, handlers []*condu
 			}
 			for _, f := range fields {
 				ve.Add(fmt.Sprintf("%sactions[%d].%s.input.%s", prefix, i, a.Action, f), "%s",
-					"the workflow masks this field, and an event handler is stored in plain text: give it from the event (expressions and nothing else, such as ${"+f+"}), "+
+					"the workflow masks this field (a workflow does, when an expression names the workflow), and an event handler is stored in plain text: give it from the event (expressions and nothing else, such as ${"+f+"}), "+
 						"or store the value with PUT /api/secrets/{key} and reference it as ${workflow.secrets.NAME} in the workflow definition")
 			}
 		}
@@ -102,17 +103,21 @@ func (s *Server) maskedHandler(ctx context.Context, h *conductor.EventHandler) (
 // handlerMaskedFields returns the fields of a start_workflow action's
 // input that its workflow masks and that hold data of the handler's own
 // (a value no expression over the event makes, at any depth). An action
-// whose workflow an expression names has none that can be known.
+// whose workflow an expression names may start any workflow, so its
+// fields are those any version of any definition masks (anyMaskedFields),
+// looked up only when its input holds data of its own.
 func (s *Server) handlerMaskedFields(ctx context.Context, a conductor.EventAction) ([]string, error) {
 	input, _ := a.StartWorkflow["input"].(map[string]any)
 	if a.Action != conductor.ActionStartWorkflow || len(input) == 0 {
 		return nil, nil
 	}
-	req, ok := startedBy(a.StartWorkflow)
-	if !ok {
-		return nil, nil
+	var fields []string
+	var err error
+	if req, ok := startedBy(a.StartWorkflow); ok {
+		fields, err = s.maskedFields(ctx, req)
+	} else if slices.ContainsFunc(slices.Collect(maps.Values(input)), ownData) {
+		fields, err = s.anyMaskedFields(ctx)
 	}
-	fields, err := s.maskedFields(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -123,6 +128,25 @@ func (s *Server) handlerMaskedFields(ctx context.Context, a conductor.EventActio
 		}
 	}
 	return out, nil
+}
+
+// anyMaskedFields are the input fields any version of any registered
+// definition masks, in order. A list that fails fails, unavailable, as
+// maskedFields' lookup does.
+func (s *Server) anyMaskedFields(ctx context.Context) ([]string, error) {
+	if s.deps.Definitions == nil {
+		return nil, nil
+	}
+	defs, err := s.deps.Definitions.ListWorkflowDefs(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list workflow definitions: %v: %w", err, fault.ErrUnavailable)
+	}
+	var out []string
+	for _, def := range defs {
+		out = append(out, def.MaskedFields...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
 }
 
 // ownSecrets calls found with the path under path of each _secrets or

@@ -23,11 +23,13 @@ import (
 // ("${pw}", expressions and nothing else) is the started workflow's to
 // seal, and is taken and shown as written; text beside an expression, or
 // escaped ("$${"), or a literal a function adds, is the handler's own,
-// refused and masked as a plain value is. Both look the definition up: a lookup that fails (the read
-// model lacks the definition and the log does not answer) fails the
-// request, unavailable. Handlers were stored and shown as given: the
-// save kept the masked field in plain text in the metadata log and read
-// model, and every read showed it.
+// refused and masked as a plain value is. A handler whose workflow an
+// expression names may start any workflow: a field any definition masks
+// is refused and masked. Both look the definition up: a lookup that fails
+// (the read model lacks the definition and the log does not answer), or a
+// list of them, fails the request, unavailable. Handlers were stored and
+// shown as given: the save kept the masked field in plain text in the
+// metadata log and read model, and every read showed it.
 func TestEventHandlerMasking(t *testing.T) {
 	t.Parallel()
 	ctx := testutil.Context(t, time.Minute)
@@ -55,6 +57,11 @@ func TestEventHandlerMasking(t *testing.T) {
 		{handler("pays", `{"name":"masked_flow","input":{"pw":"$${`+secret+`}"}}`), "[0].actions[0].start_workflow.input.pw", http.StatusServiceUnavailable},
 		{handler("pays", `{"name":"masked_flow","input":{"pw":"${$.pw.concat('`+secret+`')}"}}`), "[0].actions[0].start_workflow.input.pw",
 			http.StatusServiceUnavailable},
+		// A workflow an expression names may be any: a field any
+		// definition masks is refused.
+		{handler("pays", `{"name":"${flow}","input":{"pw":"`+secret+`","n":1}}`), "[0].actions[0].start_workflow.input.pw", http.StatusServiceUnavailable},
+		{handler("pays", `{"name":"masked_${kind}","version":"${v}","input":{"pw":"`+secret+`"}}`), "[0].actions[0].start_workflow.input.pw",
+			http.StatusServiceUnavailable},
 		{handler("pays", `{"name":"inline","workflowDef":{"name":"inline","maskedFields":["pw"],"tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT"}]},`+
 			`"input":{"pw":"`+secret+`"}}`), "[0].actions[0].start_workflow.input.pw", http.StatusBadRequest},
 	} {
@@ -75,6 +82,10 @@ func TestEventHandlerMasking(t *testing.T) {
 	if got := admin.do("POST", "/api/event", fromEvent); got.status != http.StatusNoContent {
 		t.Fatalf("POST of a handler giving pw from the event = %d %s, want 204", got.status, got.body)
 	}
+	// Named by an expression, with data of its own no definition masks.
+	if got := admin.do("POST", "/api/event", handler("any_flow", `{"name":"${flow}","input":{"pw":"${pw}","n":1,"source":"stripe"}}`)); got.status != http.StatusNoContent {
+		t.Fatalf("POST of a handler naming its workflow by an expression, pw from the event = %d %s, want 204", got.status, got.body)
+	}
 	if got := admin.do("PUT", "/api/event", literal); got.status != http.StatusBadRequest ||
 		!strings.Contains(got.body, "actions[0].start_workflow.input.pw") || strings.Contains(got.body, secret) {
 		t.Errorf("PUT %s = %d %s, want 400 naming actions[0].start_workflow.input.pw", literal, got.status, got.body)
@@ -83,6 +94,7 @@ func TestEventHandlerMasking(t *testing.T) {
 	// Stored before the definition came to mask pw.
 	storeHandler(ctx, t, md, handler("paid_before", `{"name":"masked_flow","input":{"pw":"`+secret+`","n":1}}`))
 	storeHandler(ctx, t, md, handler("beside_before", `{"name":"masked_flow","input":{"pw":"${pw}`+secret+`"}}`))
+	storeHandler(ctx, t, md, handler("named_before", `{"name":"${flow}","input":{"pw":"`+secret+`"}}`))
 	for _, path := range []string{"/api/event", "/api/event/handler/paid_before", "/api/event/nats:pay.done?activeOnly=false"} {
 		t.Run(path, func(t *testing.T) {
 			failing.Store(true)

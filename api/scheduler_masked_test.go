@@ -35,6 +35,13 @@ func (f failingLookup) LookupWorkflowDef(ctx context.Context, name string, versi
 	return f.Store.LookupWorkflowDef(ctx, name, version)
 }
 
+func (f failingLookup) ListWorkflowDefs(ctx context.Context) ([]*conductor.WorkflowDef, error) {
+	if f.failing.Load() {
+		return nil, errors.New("nats: connection closed")
+	}
+	return f.Store.ListWorkflowDefs(ctx)
+}
+
 // keptSchedules holds the schedules saved, and answers each read with a
 // copy of them and an execution of each.
 type keptSchedules struct {

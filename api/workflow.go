@@ -66,6 +66,9 @@ type DefinitionLookup interface {
 	// LookupStartable finds one with what access to starting it is
 	// decided on, in one state of its name.
 	LookupStartable(ctx context.Context, name string, version *int) (metadata.Startable, error)
+	// ListWorkflowDefs returns every version of every workflow: those an
+	// event handler may start when an expression names its workflow.
+	ListWorkflowDefs(ctx context.Context) ([]*conductor.WorkflowDef, error)
 }
 
 func (s *Server) routeWorkflows() {
