@@ -49,7 +49,7 @@ func (s *Server) refuseMaskedHandlerInput(ctx context.Context, handlers []*condu
 			}
 			for _, f := range fields {
 				ve.Add(fmt.Sprintf("%sactions[%d].%s.input.%s", prefix, i, a.Action, f), "%s",
-					"the workflow masks this field (a workflow does, when an expression names the workflow), and an event handler is stored in plain text: give it from the event (expressions and nothing else, such as ${"+f+"}), "+
+					"the workflow masks this field (a workflow or version an expression may name does), and an event handler is stored in plain text: give it from the event (expressions and nothing else, such as ${"+f+"}), "+
 						"or store the value with PUT /api/secrets/{key} and reference it as ${workflow.secrets.NAME} in the workflow definition")
 			}
 		}
@@ -103,9 +103,10 @@ func (s *Server) maskedHandler(ctx context.Context, h *conductor.EventHandler) (
 // handlerMaskedFields returns the fields of a start_workflow action's
 // input that its workflow masks and that hold data of the handler's own
 // (a value no expression over the event makes, at any depth). An action
-// whose workflow an expression names may start any workflow, so its
-// fields are those any version of any definition masks (anyMaskedFields),
-// looked up only when its input holds data of its own.
+// whose workflow an expression names may start any workflow, and one
+// whose version an expression gives any version of it, so its fields
+// are those any of them masks (anyMaskedFields), looked up only when its
+// input holds data of its own.
 func (s *Server) handlerMaskedFields(ctx context.Context, a conductor.EventAction) ([]string, error) {
 	input, _ := a.StartWorkflow["input"].(map[string]any)
 	if a.Action != conductor.ActionStartWorkflow || len(input) == 0 {
@@ -113,16 +114,29 @@ func (s *Server) handlerMaskedFields(ctx context.Context, a conductor.EventActio
 	}
 	var fields []string
 	var err error
-	if req, ok := startedBy(a.StartWorkflow); ok {
+	req, named := startedBy(a.StartWorkflow)
+	if named {
 		fields, err = s.maskedFields(ctx, req)
-	} else if slices.ContainsFunc(slices.Collect(maps.Values(input)), ownData) {
-		fields, err = s.anyMaskedFields(ctx)
+	}
+	// The event chooses the workflow, or its version, that an expression
+	// names: the action may start any of them.
+	v := a.StartWorkflow["version"]
+	chosen := !named || req.WorkflowDef == nil && v != nil && !written(v)
+	if err == nil && chosen && slices.ContainsFunc(slices.Collect(maps.Values(input)), ownData) {
+		name := ""
+		if named {
+			name = req.Name
+		}
+		var more []string
+		more, err = s.anyMaskedFields(ctx, name)
+		fields = append(fields, more...)
 	}
 	if err != nil {
 		return nil, err
 	}
+	slices.Sort(fields)
 	var out []string
-	for _, f := range fields {
+	for _, f := range slices.Compact(fields) {
 		if v, set := input[f]; set && ownData(v) {
 			out = append(out, f)
 		}
@@ -130,10 +144,10 @@ func (s *Server) handlerMaskedFields(ctx context.Context, a conductor.EventActio
 	return out, nil
 }
 
-// anyMaskedFields are the input fields any version of any registered
-// definition masks, in order. A list that fails fails, unavailable, as
-// maskedFields' lookup does.
-func (s *Server) anyMaskedFields(ctx context.Context) ([]string, error) {
+// anyMaskedFields are the input fields any version of the registered
+// definitions of name masks, of every name when name is "". A list that
+// fails fails, unavailable, as maskedFields' lookup does.
+func (s *Server) anyMaskedFields(ctx context.Context, name string) ([]string, error) {
 	if s.deps.Definitions == nil {
 		return nil, nil
 	}
@@ -143,10 +157,11 @@ func (s *Server) anyMaskedFields(ctx context.Context) ([]string, error) {
 	}
 	var out []string
 	for _, def := range defs {
-		out = append(out, def.MaskedFields...)
+		if name == "" || def.Name == name {
+			out = append(out, def.MaskedFields...)
+		}
 	}
-	slices.Sort(out)
-	return slices.Compact(out), nil
+	return out, nil
 }
 
 // ownSecrets calls found with the path under path of each _secrets or
@@ -188,7 +203,8 @@ func ownSecretsIn(v any, skip, path string, mask bool, found func(path string)) 
 
 // startedBy is the request naming the workflow a start_workflow action's
 // params start, when no expression names it: its inline definition, or
-// its name and version (the latest when an expression gives the version).
+// its name and version (the latest when an expression gives the version,
+// whose other versions handlerMaskedFields looks at too).
 func startedBy(params map[string]any) (*conductor.StartWorkflowRequest, bool) {
 	named := map[string]any{}
 	switch def, name := params[conductor.InlineWorkflowDef], params["name"]; {

@@ -24,8 +24,9 @@ import (
 // seal, and is taken and shown as written; text beside an expression, or
 // escaped ("$${"), or a literal a function adds, is the handler's own,
 // refused and masked as a plain value is. A handler whose workflow an
-// expression names may start any workflow: a field any definition masks
-// is refused and masked. Both look the definition up: a lookup that fails
+// expression names may start any workflow, and one whose version an
+// expression gives any version of it: a field any of them masks is
+// refused and masked. Both look the definition up: a lookup that fails
 // (the read model lacks the definition and the log does not answer), or a
 // list of them, fails the request, unavailable. Handlers were stored and
 // shown as given: the save kept the masked field in plain text in the
@@ -34,6 +35,17 @@ func TestEventHandlerMasking(t *testing.T) {
 	t.Parallel()
 	ctx := testutil.Context(t, time.Minute)
 	md := maskedFlowMetadata(ctx, t)
+	// Masked by its first version only.
+	for _, js := range []string{`{"name":"versioned_flow","version":1,"maskedFields":["pw"],"tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT"}]}`,
+		`{"name":"versioned_flow","version":2,"tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT"}]}`} {
+		var def conductor.WorkflowDef
+		if err := conductor.Unmarshal([]byte(js), &def); err != nil {
+			t.Fatal(err)
+		}
+		if err := md.RegisterWorkflowDef(ctx, &def, true, pinAdmin); err != nil {
+			t.Fatal(err)
+		}
+	}
 	failing := &atomic.Bool{}
 	admin := handlerAdmin(t, md, failingLookup{Store: md, failing: failing})
 
@@ -62,6 +74,9 @@ func TestEventHandlerMasking(t *testing.T) {
 		{handler("pays", `{"name":"${flow}","input":{"pw":"`+secret+`","n":1}}`), "[0].actions[0].start_workflow.input.pw", http.StatusServiceUnavailable},
 		{handler("pays", `{"name":"masked_${kind}","version":"${v}","input":{"pw":"`+secret+`"}}`), "[0].actions[0].start_workflow.input.pw",
 			http.StatusServiceUnavailable},
+		// As may a version an expression gives: any of the name's.
+		{handler("pays", `{"name":"versioned_flow","version":"${v}","input":{"pw":"`+secret+`"}}`), "[0].actions[0].start_workflow.input.pw",
+			http.StatusServiceUnavailable},
 		{handler("pays", `{"name":"inline","workflowDef":{"name":"inline","maskedFields":["pw"],"tasks":[{"name":"w","taskReferenceName":"w","type":"WAIT"}]},`+
 			`"input":{"pw":"`+secret+`"}}`), "[0].actions[0].start_workflow.input.pw", http.StatusBadRequest},
 	} {
@@ -86,6 +101,9 @@ func TestEventHandlerMasking(t *testing.T) {
 	if got := admin.do("POST", "/api/event", handler("any_flow", `{"name":"${flow}","input":{"pw":"${pw}","n":1,"source":"stripe"}}`)); got.status != http.StatusNoContent {
 		t.Fatalf("POST of a handler naming its workflow by an expression, pw from the event = %d %s, want 204", got.status, got.body)
 	}
+	if got := admin.do("POST", "/api/event", handler("second_version", `{"name":"versioned_flow","version":2,"input":{"pw":"plain-enough"}}`)); got.status != http.StatusNoContent {
+		t.Fatalf("POST of a handler setting pw of a version that does not mask it = %d %s, want 204", got.status, got.body)
+	}
 	if got := admin.do("PUT", "/api/event", literal); got.status != http.StatusBadRequest ||
 		!strings.Contains(got.body, "actions[0].start_workflow.input.pw") || strings.Contains(got.body, secret) {
 		t.Errorf("PUT %s = %d %s, want 400 naming actions[0].start_workflow.input.pw", literal, got.status, got.body)
@@ -95,6 +113,7 @@ func TestEventHandlerMasking(t *testing.T) {
 	storeHandler(ctx, t, md, handler("paid_before", `{"name":"masked_flow","input":{"pw":"`+secret+`","n":1}}`))
 	storeHandler(ctx, t, md, handler("beside_before", `{"name":"masked_flow","input":{"pw":"${pw}`+secret+`"}}`))
 	storeHandler(ctx, t, md, handler("named_before", `{"name":"${flow}","input":{"pw":"`+secret+`"}}`))
+	storeHandler(ctx, t, md, handler("versioned_before", `{"name":"versioned_flow","version":"${v}","input":{"pw":"`+secret+`"}}`))
 	for _, path := range []string{"/api/event", "/api/event/handler/paid_before", "/api/event/nats:pay.done?activeOnly=false"} {
 		t.Run(path, func(t *testing.T) {
 			failing.Store(true)
