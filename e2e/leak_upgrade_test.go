@@ -1,14 +1,19 @@
 package e2e_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/internal/leaktest"
 	"github.com/flowvault/flowvault/masking"
+	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -49,11 +54,7 @@ func TestLeakOnUpgradeOntoMaskedFields(t *testing.T) {
 // models keep is searched, and holds it nowhere.
 func TestLeakOnUpgradeKeepingInputOntoMaskedFields(t *testing.T) {
 	t.Parallel()
-	card := "ca" + alnum(30)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	n := startLeakNode(ctx, t, nil)
-	sc := leaktest.New([]byte(card))
+	n, card, sc := startCardNode(t)
 	e := n.env(t, sc)
 	e.register(`{"name":"up_kept","version":1,"tasks":[{"name":"g","taskReferenceName":"g","type":"WAIT"}]}`,
 		`{"name":"up_kept","version":2,"maskedFields":["card"],"tasks":[{"name":"g","taskReferenceName":"g","type":"WAIT"}]}`)
@@ -98,11 +99,7 @@ func TestLeakOnRestartOntoMaskedFields(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			card := "ca" + alnum(30)
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-			defer cancel()
-			n := startLeakNode(ctx, t, nil)
-			sc := leaktest.New([]byte(card))
+			n, card, sc := startCardNode(t)
 			// The run of version 1, which does not mask the card, shows
 			// it: its answers are not searched.
 			first := n.env(t)
@@ -154,4 +151,91 @@ func TestUpgradeOntoMaskedFieldKeepsSealedLeaves(t *testing.T) {
 	}
 	e.completeTask(use, nil)
 	e.waitStatus(id, conductor.WorkflowCompleted)
+}
+
+// An upgrade, and a restart onto the latest version, that keep an input
+// near the log's record limit, onto a version masking a field of it, are
+// recorded with the field sealed: they recorded the whole input again,
+// sealed by the new version, and with the new version's definition the
+// record passed the limit (413) although the workflow started with that
+// input. They record the field alone; no record after the start's, which
+// keeps the input as given (version 1 masks nothing), and nothing in
+// Pebble holds the field in plain text.
+func TestKeepingAnInputNearTheRecordLimitOntoMaskedFields(t *testing.T) {
+	t.Parallel()
+	n, card, sc := startCardNode(t)
+	// Version 1 shows the card: the answers are not searched.
+	e := n.env(t)
+	e.register(`{"name":"near_limit","version":1,"tasks":[{"name":"g","taskReferenceName":"g","type":"WAIT"}]}`,
+		`{"name":"near_limit","version":2,"maskedFields":["card"],"description":"`+strings.Repeat("d", 256)+`",
+		  "tasks":[{"name":"g","taskReferenceName":"g","type":"WAIT"}]}`)
+	v1 := 1
+	start := func(card string, pad int) string {
+		return e.must(http.StatusOK, "POST", "/api/workflow", conductor.StartWorkflowRequest{Name: "near_limit", Version: &v1,
+			Input: map[string]any{"card": card, "pad": strings.Repeat("x", pad)}})
+	}
+	// What the start's record holds besides the pad, measured on a small
+	// one (with a card of its own, which version 1 keeps), is the same for
+	// the large: the input is as large as the start can take, within
+	// slack bytes.
+	const probe, slack = 100 << 10, 64
+	limit := eventlog.DefaultConfig().MaxRecordBytes
+	pad := limit - (recordSize(t, e.records(start("pr"+alnum(30), probe))[0]) - probe) - slack
+	for _, tc := range []struct {
+		name string
+		move func(e *env, id string)
+	}{
+		{"upgrade", func(e *env, id string) {
+			e.must(http.StatusOK, "POST", "/api/workflow/"+id+"/upgrade", map[string]any{"name": "near_limit", "version": 2})
+		}},
+		{"restart", func(e *env, id string) {
+			e.must(http.StatusOK, "POST", "/api/tasks/"+id+"/g/COMPLETED", map[string]any{})
+			e.waitStatus(id, conductor.WorkflowCompleted)
+			e.must(http.StatusNoContent, "POST", "/api/workflow/"+id+"/restart?useLatestDefinitions=true", nil)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := n.env(t)
+			id := start(card, pad)
+			if size := recordSize(t, e.records(id)[0]); size > limit || size < limit-2*slack {
+				t.Fatalf("the start's record holds %d bytes, want the input to take it near the limit, %d", size, limit)
+			}
+			tc.move(e, id)
+			wf := e.workflow(id)
+			if wf.WorkflowVersion != 2 || wf.Input["card"] != masking.Mask || wf.Input["pad"] != strings.Repeat("x", pad) {
+				t.Fatalf("moved: version %d, card %v, pad of %d bytes; want 2, %s and the pad kept", wf.WorkflowVersion,
+					wf.Input["card"], len(fmt.Sprint(wf.Input["pad"])), masking.Mask)
+			}
+			e.must(http.StatusOK, "POST", "/api/tasks/"+id+"/g/COMPLETED", map[string]any{})
+			e.waitStatus(id, conductor.WorkflowCompleted)
+			for _, r := range e.records(id)[1:] {
+				for _, env := range r.Events {
+					if bytes.Contains(env.Data, []byte(card)) {
+						t.Errorf("record %d (%s) holds the card in plain text", r.Seq, env.Type)
+					}
+				}
+			}
+		})
+	}
+	n.stopAndScanPebble(t, sc)
+}
+
+// startCardNode starts a leakNode, which lives until the test's end or
+// its stop, and a scanner of a card value it returns.
+func startCardNode(t *testing.T) (*leakNode, string, *leaktest.Scanner) {
+	t.Helper()
+	card := "ca" + alnum(30)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel) // after the node's stop, registered later
+	return startLeakNode(ctx, t, nil), card, leaktest.New([]byte(card))
+}
+
+// recordSize returns the bytes r's events take as one record of the log.
+func recordSize(t *testing.T, r eventlog.Record) int {
+	t.Helper()
+	b, err := schemas.EncodeRecord(r.Events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(b)
 }

@@ -208,11 +208,26 @@ func carriesSealed(ev schemas.Event) bool {
 	case *schemas.WorkflowStatusChanged:
 		return masking.HasSealed(e.Output)
 	case *schemas.WorkflowReset:
-		return masking.HasSealed(e.Input)
+		return masking.HasSealed(e.Input) || masking.HasSealed(e.InputFields)
 	case *schemas.WorkflowUpgraded:
-		return masking.HasSealed(e.Input)
+		return masking.HasSealed(e.Input) || masking.HasSealed(e.InputFields)
 	}
 	return false
+}
+
+// setInput returns the input a reset or an upgrade leaves the workflow:
+// input when set, else the one it had with fields replaced. Records from
+// before fields were recorded alone carry the whole input, set.
+func setInput(had map[string]any, set bool, input, fields map[string]any) map[string]any {
+	switch {
+	case set:
+		return copyMap(input)
+	case len(fields) > 0:
+		out := copyMap(had)
+		maps.Copy(out, fields)
+		return out
+	}
+	return had
 }
 
 func started(s *schemas.WorkflowStarted) *Workflow {
@@ -425,9 +440,7 @@ func applyReset(w *Workflow, e *schemas.WorkflowReset) error {
 			w.Version = def.Version
 		}
 	}
-	if e.SetInput {
-		w.Input = copyMap(e.Input)
-	}
+	w.Input = setInput(w.Input, e.SetInput, e.Input, e.InputFields)
 	if e.CorrelationID != "" {
 		w.CorrelationID = e.CorrelationID
 	}

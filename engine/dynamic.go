@@ -111,20 +111,21 @@ func eventData(ev schemas.Event) []map[string]any {
 
 // appendMaskedFields appends what text makes of each leaf of the values
 // that ev, when it sets the workflow's input (a start, a rerun, an
-// upgrade), gives the fields the definition names in maskedFields: the
-// guard seals them as it seals _masked data, once the events are, and
-// this decision alone reads them plain.
+// upgrade) or records fields of it again (see keptInput), gives the
+// fields the definition names in maskedFields: the guard seals them as it
+// seals _masked data, once the events are, and this decision alone reads
+// them plain.
 func (d *decision) appendMaskedFields(out []string, ev schemas.Event, text func(any) (string, bool)) []string {
-	var input map[string]any
+	var input, fields map[string]any
 	switch e := ev.(type) {
 	case *schemas.WorkflowStarted:
 		input = e.Input
 	case *schemas.WorkflowReset:
-		input = e.Input
+		input, fields = e.Input, e.InputFields
 	case *schemas.WorkflowUpgraded:
-		input = e.Input
+		input, fields = e.Input, e.InputFields
 	}
-	if len(input) == 0 {
+	if len(input)+len(fields) == 0 {
 		return out
 	}
 	def, err := d.w.Def()
@@ -132,8 +133,10 @@ func (d *decision) appendMaskedFields(out []string, ev schemas.Event, text func(
 		return out
 	}
 	for _, f := range def.MaskedFields {
-		if v, ok := input[f]; ok && v != nil {
-			out = appendMasked(out, v, true, text)
+		for _, m := range []map[string]any{input, fields} {
+			if v, ok := m[f]; ok && v != nil {
+				out = appendMasked(out, v, true, text)
+			}
 		}
 	}
 	return out

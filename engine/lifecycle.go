@@ -55,8 +55,10 @@ func (d *decision) restart(r Restart) error {
 		if !bytes.Equal(r.Def.Raw, d.plan.def.Raw) {
 			d.runAs(r.By, r.Author)
 		}
-		if in := d.keptInput(r.Def); in != nil {
-			reset.Input, reset.SetInput = in, true
+		// One that does not parse runs nothing: startOver fails the
+		// workflow at once.
+		if p, err := plans.get(r.Def.Raw); err == nil {
+			reset.InputFields = d.keptInput(p)
 		}
 	}
 	d.startOver(reset)

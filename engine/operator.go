@@ -115,9 +115,7 @@ func applyOperator(w *Workflow, ev schemas.Event) (bool, error) {
 		if def, err := parseDef(e.Def); err == nil {
 			w.Version = def.Version
 		}
-		if e.SetInput {
-			w.Input = copyMap(e.Input)
-		}
+		w.Input = setInput(w.Input, e.SetInput, e.Input, e.InputFields)
 	case *schemas.WorkflowJumped:
 		if len(e.Dropped) > 0 {
 			dropped := make(map[string]bool, len(e.Dropped))
@@ -180,11 +178,11 @@ func (d *decision) upgrade(u Upgrade) error {
 	if !bytes.Equal(u.Def.Raw, d.w.DefJSON) {
 		d.runAs(u.By, u.Author)
 	}
-	input := u.Input
-	if input == nil {
-		input = d.keptInput(next.def)
+	upgraded := &schemas.WorkflowUpgraded{Def: u.Def.Raw, Input: u.Input, SetInput: u.Input != nil, Time: d.now}
+	if u.Input == nil {
+		upgraded.InputFields = d.keptInput(next)
 	}
-	d.emit(&schemas.WorkflowUpgraded{Def: u.Def.Raw, Input: input, SetInput: input != nil, Time: d.now})
+	d.emit(upgraded)
 	d.plan = next
 	d.skipPassed(next.def.Tasks, u.TaskOutput)
 	return nil
@@ -209,22 +207,39 @@ func (d *decision) decidedFor(op string, principals []string) error {
 	return nil
 }
 
-// keptInput returns the input the workflow keeps as it moves to def (an
-// upgrade, a restart onto the latest version) when it is to be recorded
-// again: when it holds in plain text a field def masks. Recorded, it is
-// sealed by def's fields as a start of def would be, where kept it stayed
-// in plain text in the read models, through compaction, which views
-// masked by def. The start's record keeps it as given, which the version
-// it ran did not mask. Otherwise nil: kept as it is.
-func (d *decision) keptInput(def *conductor.WorkflowDef) map[string]any {
-	for _, f := range def.MaskedFields {
-		switch d.w.Input[f].(type) {
-		case nil, *masking.Sealed:
-		default:
-			return copyMap(d.w.Input)
+// keptInput returns the fields of the input the workflow keeps as it
+// moves to p's definition (an upgrade, a restart onto the latest version)
+// that are to be recorded again, when it holds in plain text a field the
+// definition masks: each field the definition masks, or copies into a
+// _secrets or _masked block, that is not sealed whole. Recorded, they are
+// sealed as a start of the definition would seal them, where kept they
+// stayed in plain text in the read models, through compaction, which
+// views masked by it. They alone are recorded, not the input around
+// them: the whole input took a record as large as the start's, which an
+// input near the log's record limit could not have. The start's record
+// keeps the input as given, which the version it ran did not mask.
+// Otherwise nil: kept as it is.
+func (d *decision) keptInput(p *plan) map[string]any {
+	if !slices.ContainsFunc(p.def.MaskedFields, func(f string) bool { return unsealed(d.w.Input[f]) }) {
+		return nil
+	}
+	secrets, masked := p.secrecy.Fields(d.w.Input)
+	fields := map[string]any{}
+	for _, f := range slices.Concat(p.def.MaskedFields, secrets, masked) {
+		if v := d.w.Input[f]; unsealed(v) {
+			fields[f] = v
 		}
 	}
-	return nil
+	return fields
+}
+
+// unsealed reports whether v is data not sealed whole.
+func unsealed(v any) bool {
+	switch v.(type) {
+	case nil, *masking.Sealed:
+		return false
+	}
+	return true
 }
 
 // skipPassed records as SKIPPED the tasks of list that the workflow has

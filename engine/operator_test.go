@@ -10,6 +10,7 @@ import (
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -1010,4 +1011,87 @@ func TestMoveOntoDefinitionDecidedForWhomItRunsAs(t *testing.T) {
 	h.decide(engine.Terminate{})
 	h.decide(engine.Restart{})
 	h.wantStatus(conductor.WorkflowRunning)
+}
+
+// An upgrade, or a restart onto the latest version, that keeps the input
+// onto a version masking a field of it held in plain text records again
+// the fields that version seals (its maskedFields, and what it copies into
+// a _secrets block), for the guard to seal, and nothing else of the input:
+// the whole input, recorded again, took a record as large as the start's,
+// and one near the log's record limit could not be kept. The state folds
+// the input it kept, those fields replaced.
+func TestMovingOntoMaskedFieldsRecordsTheFieldsItSeals(t *testing.T) {
+	const v1 = `{"name":"mv","version":1,"tasks":[{"name":"a","taskReferenceName":"a_ref"}]}`
+	const (
+		masksCard = `{"name":"mv","version":2,"maskedFields":["card"],"tasks":[{"name":"a","taskReferenceName":"a_ref"}]}`
+		copiesPin = `{"name":"mv","version":2,"maskedFields":["card"],"tasks":[{"name":"a","taskReferenceName":"a_ref",
+		  "inputParameters":{"_secrets":{"p":"${workflow.input.pin}"}}}]}`
+		masksNothing = `{"name":"mv","version":2,"tasks":[{"name":"a","taskReferenceName":"a_ref"}]}`
+	)
+	sealed := &masking.Sealed{Kind: masking.KindSecrets, Purpose: "wf/mv/input.card", Ciphertext: []byte{1}}
+	input := func(card any) map[string]any {
+		return map[string]any{"card": card, "pin": "1234", "note": "plain", "pad": strings.Repeat("x", 4<<10)}
+	}
+	upgrade := func(h *harness, def string) engine.Decision {
+		return h.decide(engine.Upgrade{Def: parseDef(h.t, def), DecidedFor: h.w.Principals()})
+	}
+	restart := func(h *harness, def string) engine.Decision {
+		h.complete("a_ref", nil)
+		return h.decide(engine.Restart{Def: parseDef(h.t, def), DecidedFor: h.w.Principals()})
+	}
+	for _, tc := range []struct {
+		name   string
+		input  map[string]any
+		def    string
+		move   func(*harness, string) engine.Decision
+		fields map[string]any // recorded again; nil: none
+	}{
+		{"an upgrade onto a version masking a field", input("4111-1111"), masksCard, upgrade, map[string]any{"card": "4111-1111"}},
+		{"an upgrade onto one copying a field into _secrets too", input("4111-1111"), copiesPin, upgrade,
+			map[string]any{"card": "4111-1111", "pin": "1234"}},
+		{"an upgrade onto one masking a field that is sealed", input(sealed), copiesPin, upgrade, nil},
+		{"an upgrade onto one masking nothing", input("4111-1111"), masksNothing, upgrade, nil},
+		{"an upgrade onto one masking a field the input lacks", map[string]any{"note": "plain"}, masksCard, upgrade, nil},
+		{"a restart onto a version masking a field", input("4111-1111"), masksCard, restart, map[string]any{"card": "4111-1111"}},
+		{"a restart onto one copying a field into _secrets too", input("4111-1111"), copiesPin, restart,
+			map[string]any{"card": "4111-1111", "pin": "1234"}},
+		{"a restart onto one masking nothing", input("4111-1111"), masksNothing, restart, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, v1, tc.input)
+			kept := maps.Clone(h.w.Input)
+			dec := tc.move(h, tc.def)
+			var set bool
+			var in, fields map[string]any
+			for _, ev := range dec.Events {
+				switch e := ev.(type) {
+				case *schemas.WorkflowUpgraded:
+					set, in, fields = e.SetInput, e.Input, e.InputFields
+				case *schemas.WorkflowReset:
+					set, in, fields = e.SetInput, e.Input, e.InputFields
+				}
+			}
+			if set || in != nil {
+				t.Errorf("the input is recorded again whole (%d fields), want only the fields sealed", len(in))
+			}
+			if !reflect.DeepEqual(fields, tc.fields) {
+				t.Errorf("records the fields %v again, want %v", slices.Sorted(maps.Keys(fields)), slices.Sorted(maps.Keys(tc.fields)))
+			}
+			if h.w.Version != 2 || !reflect.DeepEqual(h.w.Input, kept) {
+				t.Errorf("version %d, input %v; want 2 and the input kept", h.w.Version, slices.Sorted(maps.Keys(h.w.Input)))
+			}
+		})
+	}
+
+	// Given input replaces the workflow's whole, as recorded.
+	h := newHarness(t, v1, input("4111-1111"))
+	given := map[string]any{"card": "5500-0000"}
+	for _, ev := range h.decide(engine.Upgrade{Def: parseDef(t, masksCard), Input: given, DecidedFor: h.w.Principals()}).Events {
+		if e, ok := ev.(*schemas.WorkflowUpgraded); ok && (!e.SetInput || !reflect.DeepEqual(e.Input, given) || e.InputFields != nil) {
+			t.Errorf("an upgrade given input records set %v, input %v, fields %v; want the input given, set", e.SetInput, e.Input, e.InputFields)
+		}
+	}
+	if !reflect.DeepEqual(h.w.Input, given) {
+		t.Errorf("an upgrade given input leaves %v, want %v", h.w.Input, given)
+	}
 }

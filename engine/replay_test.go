@@ -82,6 +82,19 @@ var scenarios = map[string]func(h *harness){
 		h.complete("c_ref", nil)
 		h.complete("d_ref", map[string]any{"done": true})
 	},
+	// The upgrade and the restart keep the input, onto versions masking
+	// fields of it: they record those fields again (the guard seals them).
+	"upgrade_restart_masked": func(h *harness) {
+		h.complete("a_ref", nil)
+		h.decide(engine.Upgrade{Def: parseDef(h.t, `{"name":"three","version":2,"maskedFields":["card"],"tasks":[
+		 {"name":"a","taskReferenceName":"a_ref"},{"name":"b","taskReferenceName":"b_ref"},{"name":"c","taskReferenceName":"c_ref"}]}`),
+			DecidedFor: h.w.Principals()})
+		h.complete("b_ref", nil)
+		h.complete("c_ref", nil)
+		h.decide(engine.Restart{Def: parseDef(h.t, `{"name":"three","version":3,"maskedFields":["card","note"],"tasks":[
+		 {"name":"a","taskReferenceName":"a_ref","inputParameters":{"n":"${workflow.input.n}"}}]}`), DecidedFor: h.w.Principals()})
+		h.complete("a_ref", map[string]any{"done": true})
+	},
 }
 
 var scenarioDefs = map[string]string{
@@ -90,10 +103,20 @@ var scenarioDefs = map[string]string{
 	"restart_and_rerun":       threeSimple,
 	"do_while_loop":           loopDef,
 	"upgrade_and_jump":        threeSimple,
+	"upgrade_restart_masked":  threeSimple,
+}
+
+// scenarioInputs are the inputs scenarios start with other than {"n": 3}.
+var scenarioInputs = map[string]map[string]any{
+	"upgrade_restart_masked": {"n": int64(3), "card": "4111-1111", "note": "call first"},
 }
 
 func runScenario(t *testing.T, name string) *harness {
-	h := newHarness(t, scenarioDefs[name], map[string]any{"n": int64(3)}, `{"name":"a","retryCount":2,"retryDelaySeconds":60}`)
+	input, ok := scenarioInputs[name]
+	if !ok {
+		input = map[string]any{"n": int64(3)}
+	}
+	h := newHarness(t, scenarioDefs[name], input, `{"name":"a","retryCount":2,"retryDelaySeconds":60}`)
 	scenarios[name](h)
 	return h
 }
@@ -223,13 +246,17 @@ func TestReplayFixtures(t *testing.T) {
 // recorded (b_ref, the task that ended it, as ends named before they
 // counted every failed task), where today's end records a_ref too, a's
 // first instance having failed: an end shows what it recorded.
+// upgrade_restart_masked.v1's upgrade and restart recorded the whole input
+// they kept again, where they now record the fields they seal
+// (WorkflowUpgraded.InputFields, WorkflowReset.InputFields).
 func TestReplayEarlierRecords(t *testing.T) {
 	for name, c := range map[string]struct {
 		scenario   string
 		failedRefs []string // as recorded, where they differ from today's
 	}{
-		"do_while_loop.v1":   {scenario: "do_while_loop"},
-		"retry_then_fail.v1": {scenario: "retry_then_fail", failedRefs: []string{"b_ref"}},
+		"do_while_loop.v1":          {scenario: "do_while_loop"},
+		"retry_then_fail.v1":        {scenario: "retry_then_fail", failedRefs: []string{"b_ref"}},
+		"upgrade_restart_masked.v1": {scenario: "upgrade_restart_masked"},
 	} {
 		recorded, err := os.ReadFile(filepath.Join("testdata", "replay", name+".records"))
 		if err != nil {

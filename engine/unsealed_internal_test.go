@@ -15,7 +15,7 @@ func TestUnsealedSeesEveryField(t *testing.T) {
 	events := []schemas.Event{&schemas.WorkflowStarted{}, &schemas.TaskScheduled{}, &schemas.TaskStarted{},
 		&schemas.TaskUpdated{}, &schemas.TaskLogged{}, &schemas.VariablesUpdated{}, &schemas.WorkflowStatusChanged{},
 		&schemas.WorkflowReset{}, &schemas.WorkflowCompacted{}, &schemas.ValuesMasked{}, &schemas.SecretsSealed{},
-		&schemas.WorkflowRunAs{}, &schemas.WorkflowRemoved{}, &schemas.TasksRemoved{}}
+		&schemas.WorkflowRunAs{}, &schemas.WorkflowRemoved{}, &schemas.TasksRemoved{}, &schemas.WorkflowUpgraded{}}
 	dataType := reflect.TypeFor[map[string]any]()
 	fields := 0
 	for _, proto := range events {

@@ -554,6 +554,27 @@ func (p *protection) sealInput(path func() string, m map[string]any, fields []st
 	return out, nil
 }
 
+// sealInputs seals, by the maskedFields of the decision and the secrecy of
+// def, the input a reset or an upgrade records: the whole input it sets
+// and the fields of the input kept it records again (see
+// schemas.WorkflowReset.InputFields), at the input's own path, as the
+// input they are part of would be. It reports whether any changed.
+func (p *protection) sealInputs(wf string, def []byte, inputs ...*map[string]any) (changed bool, err error) {
+	secrecy, err := secrecyOf(def)
+	if err != nil {
+		return false, err
+	}
+	for _, in := range inputs {
+		sealed, err := p.sealInput(wfPath(wf, "input"), *in, p.fields, secrecy)
+		if err != nil {
+			return false, err
+		}
+		changed = changed || !engine.SameMap(sealed, *in)
+		*in = sealed
+	}
+	return changed, nil
+}
+
 // prescan has the memo know, before this pass seals anything, every value
 // it will seal, in any of the decision's events, and returns what then
 // redacts them: a purpose is stored in plain text, and names a key that
@@ -1018,21 +1039,13 @@ func (p *protection) sealEvent(ev schemas.Event) (out schemas.Event, changed boo
 		if len(def) == 0 && p.s.before != nil {
 			def = p.s.before.DefJSON
 		}
-		secrecy, err := secrecyOf(def)
-		if err != nil {
-			return nil, false, err
-		}
 		c := *e
-		c.Input, err = p.sealInput(wfPath(wf, "input"), c.Input, p.fields, secrecy)
-		return &c, !engine.SameMap(c.Input, e.Input), err
+		changed, err := p.sealInputs(wf, def, &c.Input, &c.InputFields)
+		return &c, changed, err
 	case *schemas.WorkflowUpgraded:
-		secrecy, err := secrecyOf(e.Def)
-		if err != nil {
-			return nil, false, err
-		}
 		c := *e
-		c.Input, err = p.sealInput(wfPath(wf, "input"), c.Input, p.fields, secrecy)
-		return &c, !engine.SameMap(c.Input, e.Input), err
+		changed, err := p.sealInputs(wf, e.Def, &c.Input, &c.InputFields)
+		return &c, changed, err
 	case *schemas.TaskStarted:
 		if p.dry {
 			return ev, false, nil // a resolved value is known as it resolves

@@ -280,6 +280,13 @@ type WorkflowReset struct {
 	SetInput      bool           `msgpack:"setin,omitempty"`
 	CorrelationID string         `msgpack:"corr,omitempty"`
 	KeepBeforeSeq int            `msgpack:"keep,omitempty"` // rerun from task: keep tasks with seq below
+	// InputFields, when not SetInput, replace those fields of the input
+	// the workflow keeps: those Def seals that it held in plain text,
+	// recorded again for the guard to seal them, without the rest of the
+	// input, which a record cannot always hold again (one near the log's
+	// record limit). Records from before them carry the whole input again
+	// (SetInput), which folds the same.
+	InputFields map[string]any `msgpack:"infields,omitempty"`
 	// RerunUpTo is the ancestor a rerun through this child was asked of
 	// (engine.Rerun.UpTo), for recovery to tell the parent again.
 	RerunUpTo string `msgpack:"upTo,omitempty"`

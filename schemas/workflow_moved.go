@@ -4,12 +4,16 @@ package schemas
 // definition (Orkes's upgrade API). The tasks it holds stay as they are;
 // the tasks of the new version that come before one it already reached
 // are recorded as SKIPPED by the TaskScheduled records that follow in the
-// same append. Input, when SetInput, replaces the workflow's input.
+// same append. Input, when SetInput, replaces the workflow's input;
+// InputFields, otherwise, replaces those of its fields.
 type WorkflowUpgraded struct {
 	Def      []byte         `msgpack:"def"`
 	Input    map[string]any `msgpack:"in,omitempty"`
 	SetInput bool           `msgpack:"setin,omitempty"`
-	Time     int64          `msgpack:"ts"`
+	// InputFields, when not SetInput, replace those fields of the input
+	// the workflow keeps, as WorkflowReset.InputFields do.
+	InputFields map[string]any `msgpack:"infields,omitempty"`
+	Time        int64          `msgpack:"ts"`
 }
 
 func (*WorkflowUpgraded) EventType() string { return "workflow.upgraded" }

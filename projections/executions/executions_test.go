@@ -87,15 +87,23 @@ func (f *fixture) decide(id string, trig engine.Trigger) {
 	if err != nil {
 		f.t.Fatalf("%T: %v", trig, err)
 	}
-	envs := make([]schemas.Envelope, len(d.Events))
-	for i, ev := range d.Events {
+	f.record(id, d.Events, d.State)
+}
+
+// record appends events to workflow id's log as one record, which leaves
+// it in state, and waits until the read model has them.
+func (f *fixture) record(id string, events []schemas.Event, state *engine.Workflow) {
+	f.t.Helper()
+	envs := make([]schemas.Envelope, len(events))
+	for i, ev := range events {
+		var err error
 		if envs[i], err = schemas.Default.Encode(ev); err != nil {
 			f.t.Fatal(err)
 		}
 		envs[i].ID = uuid.NewString()
 	}
 	var expected uint64
-	if w != nil {
+	if w := f.states[id]; w != nil {
 		expected = w.Seq
 	}
 	ctx := testutil.Context(f.t, 10*time.Second)
@@ -103,8 +111,8 @@ func (f *fixture) decide(id string, trig engine.Trigger) {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	d.State.Seq = seq
-	f.states[id] = d.State
+	state.Seq = seq
+	f.states[id] = state
 	if err := f.runner.WaitFor(ctx, seq); err != nil {
 		f.t.Fatal(err)
 	}
@@ -1352,6 +1360,70 @@ func TestFailedTaskNamesOfARetriedRun(t *testing.T) {
 		if view.Status != conductor.WorkflowRunning || !equal(view.FailedReferenceTaskNames, []string{"gate"}) || !equal(view.FailedTaskNames, []string{"gate"}) {
 			t.Errorf("%s: %s, failedReferenceTaskNames %q, failedTaskNames %q, want RUNNING, [gate] and [gate]",
 				name, view.Status, view.FailedReferenceTaskNames, view.FailedTaskNames)
+		}
+	}
+}
+
+// The read model holds the input an upgrade, or a restart onto the latest
+// version, leaves a workflow that keeps its input onto a version masking a
+// field of it as the engine folds it: the field sealed, the rest as kept,
+// whether the record carries the field again alone (InputFields) or, as
+// records before did, the whole input (SetInput). A rebuild from the log
+// holds the same.
+func TestInputKeptOntoMaskedFields(t *testing.T) {
+	f := newFixture(t)
+	var def conductor.WorkflowDef
+	if err := conductor.Unmarshal([]byte(oneWait), &def); err != nil {
+		t.Fatal(err)
+	}
+	v2 := []byte(`{"name":"one_wait","version":2,"maskedFields":["card"],"tasks":[{"name":"gate","taskReferenceName":"gate","type":"WAIT"}]}`)
+	sealed := &masking.Sealed{Kind: masking.KindSecrets, Purpose: "wf/one_wait/input.card", Ciphertext: []byte{1, 2, 3}}
+	kept := map[string]any{"card": "4111-1111", "note": "plain"}
+	want := map[string]any{"card": sealed, "note": "plain"}
+	ts := f.now.UnixMilli()
+	ids := map[string]string{}
+	for _, tc := range []struct {
+		name    string
+		restart bool
+		moved   schemas.Event
+	}{
+		{"an upgrade recording the field", false, &schemas.WorkflowUpgraded{Def: v2, InputFields: map[string]any{"card": sealed}, Time: ts}},
+		{"an upgrade recording the whole input", false, &schemas.WorkflowUpgraded{Def: v2, Input: want, SetInput: true, Time: ts}},
+		{"a restart recording the field", true, &schemas.WorkflowReset{Kind: schemas.ResetRestart, Def: v2, InputFields: map[string]any{"card": sealed}, Time: ts}},
+		{"a restart recording the whole input", true, &schemas.WorkflowReset{Kind: schemas.ResetRestart, Def: v2, Input: want, SetInput: true, Time: ts}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := uuid.NewString()
+			ids[tc.name] = id
+			f.decide(id, engine.Start{WorkflowID: id, Def: &def, Request: conductor.StartWorkflowRequest{Input: kept}})
+			if tc.restart {
+				f.decide(id, engine.Terminate{Reason: "again"})
+			}
+			folded, err := engine.Apply(f.states[id], tc.moved)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.record(id, []schemas.Event{tc.moved}, folded)
+			if folded.Version != 2 || !reflect.DeepEqual(folded.Input, want) {
+				t.Fatalf("the engine folds version %d, input %#v; want 2, %#v", folded.Version, folded.Input, want)
+			}
+			stored, err := f.reader.Workflow(context.Background(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(stored.Input, folded.Input) {
+				t.Errorf("the read model holds input %#v, the engine folds %#v", stored.Input, folded.Input)
+			}
+		})
+	}
+	rebuilt := executions.NewReader(f.rebuild())
+	for name, id := range ids {
+		w, err := rebuilt.Workflow(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(w.Input, want) {
+			t.Errorf("%s: rebuilt from the log, the read model holds input %#v, want %#v", name, w.Input, want)
 		}
 	}
 }
