@@ -337,6 +337,8 @@ func (c *Compactor) compact(ctx context.Context, wfID string) (keyID string, app
 
 // KeyLister lists the keys that may still need erasing.
 type KeyLister interface {
+	// DataKeyIDs lists the keys whose ids start with prefix; on failure,
+	// with those it listed before.
 	DataKeyIDs(ctx context.Context, prefix string) (map[string]time.Time, error)
 	// PooledKeyIDs lists the pages it can read, and fails naming those
 	// it cannot.
@@ -358,16 +360,34 @@ type WorkflowState interface {
 // first erases what a crash left of a page's rewrite: the revision before
 // it, which holds the keys the rewrite zeroed, and which neither the
 // listings below nor any later compaction pass would name again.
+//
+// A listing of the key store that fails (a page it cannot read, a bucket
+// that does not answer) keeps only the keys it did not list: the sweep
+// erases the spent keys of what it listed, and fails naming what it could
+// not. A key whose holder or workflow the read model cannot read is kept
+// whatever the others: whether its workflow is done with it is unknown,
+// and a key erased too soon destroys what a live workflow sealed.
 func (c *Compactor) Sweep(ctx context.Context) (int, error) {
 	keys, states := c.Listed, c.States
 	if _, err := keys.EraseSuperseded(ctx); err != nil {
 		return 0, fmt.Errorf("erase superseded key revisions: %w", err)
 	}
-	var gone []string
+	var (
+		gone     []string
+		unjudged unjudged
+	)
+	judge := func(id string, spent bool, err error) {
+		switch {
+		case err != nil:
+			unjudged.add(id, err)
+		case spent:
+			gone = append(gone, id)
+		}
+	}
 	// Keys named after their workflows.
-	named, err := keys.DataKeyIDs(ctx, "wf")
-	if err != nil {
-		return 0, err
+	named, unnamed := keys.DataKeyIDs(ctx, "wf")
+	if unnamed != nil {
+		unnamed = fmt.Errorf("list the keys named after workflows: %w", unnamed)
 	}
 	for id := range named {
 		rest, _ := strings.CutPrefix(id, "wf.")
@@ -380,13 +400,11 @@ func (c *Compactor) Sweep(ctx context.Context) (int, error) {
 		// log recorded the key (a child's start names it) was removed.
 		holder, recorded, err := states.KeyHolder(ctx, id)
 		if err != nil {
-			return 0, err
+			judge(id, false, err)
+			continue
 		}
-		if spent, err := keySpent(ctx, states, wfID, id, recorded && holder == wfID); err != nil {
-			return 0, err
-		} else if spent {
-			gone = append(gone, id)
-		}
+		spent, err := keySpent(ctx, states, wfID, id, recorded && holder == wfID)
+		judge(id, spent, err)
 	}
 	// Pooled keys: a key no workflow recorded is one nobody took yet, or
 	// one whose taker lost a race; it sealed nothing that was kept. A page
@@ -396,24 +414,19 @@ func (c *Compactor) Sweep(ctx context.Context) (int, error) {
 	pooled, unlisted := keys.PooledKeyIDs(ctx)
 	for _, id := range pooled {
 		wfID, ok, err := states.KeyHolder(ctx, id)
-		if err != nil {
-			return 0, err
-		}
-		if !ok {
+		if err != nil || !ok {
+			judge(id, false, err)
 			continue
 		}
 		// A key's holder is recorded with its state: a workflow not found
 		// was removed.
-		if spent, err := keySpent(ctx, states, wfID, id, true); err != nil {
-			return 0, err
-		} else if spent {
-			gone = append(gone, id)
-		}
+		spent, err := keySpent(ctx, states, wfID, id, true)
+		judge(id, spent, err)
 	}
 	// An id that cannot name a key (a damaged record's) erases nothing:
 	// DestroyKeys would refuse it without keeping it, and the count of
 	// what the sweep erased would include it.
-	errs := []error{unlisted}
+	errs := []error{unnamed, unlisted, unjudged.err()}
 	gone = slices.DeleteFunc(gone, func(id string) bool {
 		err := secrets.CheckKeyID(id)
 		if err != nil {
@@ -426,6 +439,28 @@ func (c *Compactor) Sweep(ctx context.Context) (int, error) {
 	}
 	kept, err := c.Keys.DestroyKeys(ctx, gone)
 	return len(gone) - len(kept), errors.Join(append(errs, err)...)
+}
+
+// unjudged counts the keys a sweep kept because the read model could not
+// say whether they are spent, and keeps the first one's error: a read
+// model that fails, fails for every key, and one line naming them all
+// would be as long as the list.
+type unjudged struct {
+	n     int
+	first error
+}
+
+func (u *unjudged) add(id string, err error) {
+	if u.n++; u.first == nil {
+		u.first = fmt.Errorf("key %s: %w", id, err)
+	}
+}
+
+func (u *unjudged) err() error {
+	if u.n == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d keys kept, the read model did not say whether they are spent (the first: %w)", u.n, u.first)
 }
 
 // SweepAndLog sweeps (Sweep) and logs how many keys it erased, and why it
@@ -444,15 +479,21 @@ func (c *Compactor) SweepAndLog(ctx context.Context) {
 // keySpent reports whether workflow wfID is done with secrets key id: it
 // was compacted (and not restarted since); it was compacted, then
 // restarted, and seals under another key or nothing; or, when a missing
-// state means it was removed, it has left the compaction list.
+// state means it was removed, it has left the compaction list. It fails
+// when the read model cannot say.
 func keySpent(ctx context.Context, states WorkflowState, wfID, id string, missingMeansRemoved bool) (bool, error) {
 	w, err := states.Workflow(ctx, wfID)
-	if errors.Is(err, fault.ErrNotFound) && missingMeansRemoved {
+	switch {
+	case errors.Is(err, fault.ErrNotFound) && missingMeansRemoved:
 		waiting, err := states.RemovedAwaitingCompaction(ctx, wfID)
-		return err == nil && !waiting, err
-	}
-	if err != nil {
-		return false, nil // unreadable here: left to the next start
+		if err != nil {
+			return false, fmt.Errorf("whether removed workflow %s awaits compaction: %w", wfID, err)
+		}
+		return !waiting, nil
+	case errors.Is(err, fault.ErrNotFound):
+		return false, nil // a start not applied yet: see Sweep
+	case err != nil:
+		return false, fmt.Errorf("workflow %s: %w", wfID, err)
 	}
 	switch {
 	case w.Compacted && w.Terminal():

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -356,5 +357,137 @@ func wantErased(ctx context.Context, t *testing.T, keys *secrets.Keys, ids ...st
 		if _, err := keys.DataKey(ctx, id); !errors.Is(err, secrets.ErrKeyDestroyed) {
 			t.Errorf("key %s after the sweep: %v, want it destroyed", id, err)
 		}
+	}
+}
+
+// errReadModel is every read that failingReadModel fails.
+var errReadModel = errors.New("read model unreadable")
+
+// failingReadModel is a read model of compacted workflows, those removed
+// gone, whose reads fail for the keys (KeyHolder) and workflows
+// (Workflow, RemovedAwaitingCompaction) fails names.
+type failingReadModel struct {
+	holders map[string]string // pooled key → workflow
+	removed map[string]bool
+	fails   map[string]bool
+}
+
+func (m failingReadModel) Workflow(_ context.Context, id string) (*engine.Workflow, error) {
+	switch {
+	case m.fails[id] && !m.removed[id]:
+		return nil, errReadModel
+	case m.removed[id]:
+		return nil, fault.ErrNotFound
+	}
+	return &engine.Workflow{ID: id, Status: conductor.WorkflowCompleted, Compacted: true}, nil
+}
+
+func (m failingReadModel) KeyHolder(_ context.Context, id string) (string, bool, error) {
+	if m.fails[id] {
+		return "", false, errReadModel
+	}
+	if wfID, ok := m.holders[id]; ok {
+		return wfID, true, nil
+	}
+	if rest, ok := strings.CutPrefix(id, "wf."); ok && m.removed[strings.TrimSuffix(rest, "."+string(masking.KindSecrets))] {
+		return strings.TrimSuffix(rest, "."+string(masking.KindSecrets)), true, nil
+	}
+	return "", false, nil
+}
+
+func (m failingReadModel) RemovedAwaitingCompaction(_ context.Context, id string) (bool, error) {
+	if m.fails[id] {
+		return false, errReadModel
+	}
+	return false, nil
+}
+
+// unlistedNames is a real key store whose listing of the keys named after
+// workflows fails, as one whose bucket does not answer.
+type unlistedNames struct{ *secrets.Keys }
+
+var errListing = errors.New("key bucket does not answer")
+
+func (unlistedNames) DataKeyIDs(context.Context, string) (map[string]time.Time, error) {
+	return nil, errListing
+}
+
+// A sweep goes past a listing of the key store that fails and a key whose
+// holder or workflow the read model cannot read: it erases the spent keys
+// it listed and could judge, keeps the key it could not judge (its
+// workflow may still need it), and fails naming what it could not list or
+// read. It returned at the first such failure, before erasing anything.
+func TestSweepGoesPastAListingThatFails(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		// unlisted lists no named key; fails names the key (by its
+		// index: pooled 0 and 1, named 2 to 4) or workflow whose reads
+		// fail.
+		unlisted bool
+		fails    string
+		// kept are the keys (by index) the sweep keeps, want what its
+		// error says.
+		kept []int
+		want error
+	}{
+		{name: "named keys unlisted", unlisted: true, kept: []int{2, 3, 4}, want: errListing},
+		{name: "a pooled key's holder unread", fails: "key 0", kept: []int{0}, want: errReadModel},
+		{name: "a named key's holder unread", fails: "key 2", kept: []int{2}, want: errReadModel},
+		{name: "a workflow's state unread", fails: "wf-q", kept: []int{1}, want: errReadModel},
+		{name: "a removed workflow unread", fails: "wf-gone", kept: []int{4}, want: errReadModel},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, keys := openKeys(t)
+			var ids []string
+			for range 2 {
+				dk, err := keys.NewPooledKey(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, dk.ID())
+			}
+			for _, wfID := range []string{"wf-a", "wf-b", "wf-gone"} {
+				dk, err := keys.NewDataKey(ctx, keyID(wfID, masking.KindSecrets))
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, dk.ID())
+			}
+			m := failingReadModel{holders: map[string]string{ids[0]: "wf-p", ids[1]: "wf-q"},
+				removed: map[string]bool{"wf-gone": true}, fails: map[string]bool{}}
+			failing := tc.fails
+			if i, ok := strings.CutPrefix(tc.fails, "key "); ok {
+				failing = ids[int(i[0]-'0')]
+			}
+			m.fails[failing] = true
+			var listed KeyLister = keys
+			if tc.unlisted {
+				listed = unlistedNames{keys}
+			}
+			c := &Compactor{Keys: keys, Listed: listed, States: m}
+			n, err := c.Sweep(ctx)
+			var spent, kept []string
+			for i, id := range ids {
+				if slices.Contains(tc.kept, i) {
+					kept = append(kept, id)
+				} else {
+					spent = append(spent, id)
+				}
+			}
+			if n != len(spent) || !errors.Is(err, tc.want) {
+				t.Errorf("the sweep erased %d, %v; want %d erased and %v", n, err, len(spent), tc.want)
+			}
+			if err != nil && tc.fails != "" && !strings.Contains(err.Error(), failing) {
+				t.Errorf("the sweep failed with %v; want %s named", err, failing)
+			}
+			wantErased(ctx, t, keys, spent...)
+			for _, id := range kept {
+				if _, err := keys.DataKey(ctx, id); err != nil {
+					t.Errorf("key %s, unlisted or unjudged, after the sweep: %v; want it kept", id, err)
+				}
+			}
+		})
 	}
 }
