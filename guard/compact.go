@@ -38,7 +38,8 @@ type Submitter interface {
 type KeyDestroyer interface {
 	// DestroyKeys erases a batch of keys; pooled keys of one page cost one
 	// rewrite of it. It erases all it can, and returns the keys it could
-	// not and may later (kept), and why.
+	// not and may later (kept), and why; secrets.DamagedKeys(err) names
+	// those kept that no later call erases until their page is restored.
 	DestroyKeys(ctx context.Context, ids []string) (kept []string, err error)
 }
 
@@ -89,8 +90,13 @@ type Compactor struct {
 	// unerased are keys of compacted workflows whose erasure failed, and
 	// may not next time: the next pass tries them again (a restart leaves
 	// them to Sweep). Only those, not their batch, and not one that can
-	// never be erased (secrets.ErrInvalidKeyID): it would come first in
-	// every later batch, tried and logged each time.
+	// never be erased (secrets.ErrInvalidKeyID), nor one whose page is
+	// damaged (secrets.ErrKeyDamaged), which fails alike until the page is
+	// restored: either would come first in every later batch, tried four
+	// times a second. A damaged page's key is left to Sweep, which lists
+	// the page once it reads again and erases the key then (at start-up,
+	// and every SweepEvery): no memory holds it meanwhile, however many
+	// there are, and a restart loses none.
 	unerased []string
 	// next is where the next pass's listing starts: after the last
 	// workflow a full pass tried, and from the first (the zero Ended) once
@@ -284,22 +290,23 @@ func (c *Compactor) Pass(ctx context.Context) (compacted int, more bool, err err
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
 	kept, err := c.Keys.DestroyKeys(ctx, ids)
-	c.unerased = kept
+	damaged := secrets.DamagedKeys(err)
+	c.unerased = slices.DeleteFunc(kept, func(id string) bool { return slices.Contains(damaged, id) })
 	switch {
 	case err == nil:
 	case unavailable(err) || ctx.Err() != nil:
 		// The key store does not answer: the next pass waits longer.
-		return compacted, false, errors.Join(stop, fmt.Errorf("erase the keys of %d compacted workflows, %d kept: %w", len(ids), len(kept), err))
+		return compacted, false, errors.Join(stop, fmt.Errorf("erase the keys of %d compacted workflows, %d kept: %w", len(ids), len(c.unerased), err))
 	default:
 		// As a workflow whose compaction failed: logged, tried again by
-		// the next pass (an invalid id: once, as it names no key), and no
-		// reason for that pass to wait longer. Logged when a key fails
-		// for the first time (or warnEvery after its last line), or an id
-		// names no key: one failing again and again would repeat the line
-		// every pass.
-		warn, left := len(kept) == 0 || errors.Is(err, secrets.ErrInvalidKeyID), 0
+		// the next pass (an invalid id or a damaged page's key: once, see
+		// unerased), and no reason for that pass to wait longer. Logged
+		// when a key fails for the first time (or warnEvery after its
+		// last line), or one is not tried again: one failing again and
+		// again would repeat the line every pass.
+		warn, left := len(c.unerased) == 0 || len(damaged) > 0 || errors.Is(err, secrets.ErrInvalidKeyID), 0
 		now := c.Now()
-		for _, id := range kept {
+		for _, id := range c.unerased {
 			if ok, n := c.failedErasures.log(id, now); ok {
 				warn, left = true, max(left, n)
 			}

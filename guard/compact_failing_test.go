@@ -154,8 +154,9 @@ func TestCompactionGoesPastWorkflowsThatKeepFailing(t *testing.T) {
 	}
 }
 
-// damagedKeys fails to erase one key at every attempt, as a damaged key
-// page does, and erases the others.
+// damagedKeys fails to erase one key at every attempt, for a reason the
+// key store does not know to last (a damaged page's is left to the sweep,
+// TestCompactionLeavesADamagedPageToTheSweep), and erases the others.
 type damagedKeys struct {
 	KeyDestroyer
 	id    string

@@ -215,13 +215,7 @@ func TestCompactionErasesTheKeysBehindOneItCannot(t *testing.T) {
 	t.Parallel()
 	ctx, keys := openKeys(t)
 	const bad = "wf.bad..secrets"
-	ended := func(wfID, key string) *engine.Workflow {
-		return applyAll(t, nil,
-			&schemas.WorkflowStarted{WorkflowID: wfID, Name: "w", Version: 1, Def: []byte(`{"name":"w","version":1,"tasks":[]}`), Time: 1},
-			&schemas.SecretsSealed{Key: key},
-			&schemas.WorkflowStatusChanged{Status: conductor.WorkflowCompleted, Time: 2})
-	}
-	states := map[string]*engine.Workflow{"wf-0-bad": ended("wf-0-bad", bad)}
+	states := map[string]*engine.Workflow{"wf-0-bad": endedSealing(t, "wf-0-bad", bad)}
 	list := newCompactionLog(0)
 	list.due = []string{"wf-0-bad"}
 	var good []string
@@ -231,7 +225,7 @@ func TestCompactionErasesTheKeysBehindOneItCannot(t *testing.T) {
 			t.Fatal(err)
 		}
 		wfID := fmt.Sprintf("wf-%d-good", i+1)
-		states[wfID] = ended(wfID, dk.ID())
+		states[wfID] = endedSealing(t, wfID, dk.ID())
 		list.due = append(list.due, wfID)
 		good = append(good, dk.ID())
 	}
@@ -257,6 +251,73 @@ func TestCompactionErasesTheKeysBehindOneItCannot(t *testing.T) {
 	if len(counted.calls) != 1 {
 		t.Errorf("the key store was asked to erase %q; want one batch, the key that cannot be erased not carried", counted.calls)
 	}
+}
+
+// endedSealing is the state of workflow wfID, completed, whose log
+// recorded its secrets key.
+func endedSealing(t *testing.T, wfID, key string) *engine.Workflow {
+	t.Helper()
+	return applyAll(t, nil,
+		&schemas.WorkflowStarted{WorkflowID: wfID, Name: "w", Version: 1, Def: []byte(`{"name":"w","version":1,"tasks":[]}`), Time: 1},
+		&schemas.SecretsSealed{Key: key},
+		&schemas.WorkflowStatusChanged{Status: conductor.WorkflowCompleted, Time: 2})
+}
+
+// A key whose page is damaged (its wrapped value does not open) is not
+// tried again by every pass, four a second, as a key the store kept for a
+// reason that passes is: the pass logs it and leaves it to the sweep,
+// which erases it once the page is restored.
+func TestCompactionLeavesADamagedPageToTheSweep(t *testing.T) {
+	t.Parallel()
+	ctx, l, keys, other := openTwoProcessesKeys(t)
+	damaged, err := keys.NewPooledKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := other.NewPooledKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, stored := keyEntry(ctx, t, l, damaged.ID())
+	wrapped := slices.Clone(stored.Value())
+	wrapped[len(wrapped)-1] ^= 1
+	if _, err := kv.Put(ctx, stored.Key(), wrapped); err != nil {
+		t.Fatal(err)
+	}
+
+	list := newCompactionLog(0)
+	list.due = []string{"wf-d", "wf-g"}
+	states := map[string]*engine.Workflow{"wf-d": endedSealing(t, "wf-d", damaged.ID()), "wf-g": endedSealing(t, "wf-g", good.ID())}
+	counted := &countingKeys{KeyDestroyer: keys}
+	logger, logs := testutil.CapturingLogger()
+	c := &Compactor{Ended: list, Engine: &foldingEngine{states: states}, Keys: counted, Now: time.Now, Logger: logger}
+	if n, _, err := c.Pass(ctx); err != nil || n != 2 {
+		t.Fatalf("the pass compacted %d, %v; want both compacted", n, err)
+	}
+	list.due = nil // the read model lists them no more
+	for range 3 {
+		if _, _, err := c.Pass(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(counted.calls) != 1 {
+		t.Errorf("the key store was asked to erase %q; want one batch, the damaged page's key not tried again", counted.calls)
+	}
+	page, _ := strings.CutSuffix(damaged.ID(), ".0")
+	if line := logs.String(); !strings.Contains(line, "erasing keys of compacted workflows failed") || !strings.Contains(line, page) {
+		t.Errorf("the pass logged %s; want the damaged page %s named", line, page)
+	}
+	wantErased(ctx, t, keys, good.ID())
+
+	// Restored, the page has its key erased by the next sweep.
+	if _, err := kv.Put(ctx, stored.Key(), stored.Value()); err != nil {
+		t.Fatal(err)
+	}
+	c.Listed, c.States = keys, &heldKeys{holders: map[string]string{damaged.ID(): "wf-d"}}
+	if n, err := c.Sweep(ctx); err != nil || n != 1 {
+		t.Errorf("the sweep after the page's repair erased %d, %v; want its key erased", n, err)
+	}
+	wantErased(ctx, t, keys, damaged.ID())
 }
 
 // keepingKeys fails to erase one key, once, as a key store error would.

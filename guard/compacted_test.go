@@ -25,11 +25,29 @@ func openLogKeys(t *testing.T) (context.Context, *eventlog.Log, *secrets.Keys) {
 	t.Helper()
 	ctx := testutil.Context(t, 30*time.Second)
 	l := testutil.OpenLog(t, "")
-	keys, err := secrets.OpenKeys(ctx, l.JetStream(), secrets.GenerateMasterKey(), secrets.KeysOptions{Logger: testutil.Logger(t)})
+	return ctx, l, openKeysOn(ctx, t, l, secrets.GenerateMasterKey())
+}
+
+// openTwoProcessesKeys opens the keys of two processes sharing a fresh
+// log, with a test's context: each takes pooled keys from a page of its
+// own.
+func openTwoProcessesKeys(t *testing.T) (context.Context, *eventlog.Log, *secrets.Keys, *secrets.Keys) {
+	t.Helper()
+	ctx := testutil.Context(t, 30*time.Second)
+	l := testutil.OpenLog(t, "")
+	master := secrets.GenerateMasterKey()
+	return ctx, l, openKeysOn(ctx, t, l, master), openKeysOn(ctx, t, l, master)
+}
+
+// openKeysOn opens the keys of l under master, as one process of those
+// sharing the log does.
+func openKeysOn(ctx context.Context, t *testing.T, l *eventlog.Log, master *secrets.MasterKey) *secrets.Keys {
+	t.Helper()
+	keys, err := secrets.OpenKeys(ctx, l.JetStream(), master, secrets.KeysOptions{Logger: testutil.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ctx, l, keys
+	return keys
 }
 
 // A compacted workflow that runs again (restart, rerun, retry) seals what

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/masking"
@@ -36,28 +37,17 @@ func (noWorkflows) RemovedAwaitingCompaction(context.Context, string) (bool, err
 func TestSweepErasesRevisionsACrashLeft(t *testing.T) {
 	l := testutil.OpenLog(t, "")
 	ctx := testutil.Context(t, 30*time.Second)
-	keys, err := secrets.OpenKeys(ctx, l.JetStream(), secrets.GenerateMasterKey(), secrets.KeysOptions{Logger: testutil.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := openKeysOn(ctx, t, l, secrets.GenerateMasterKey())
 	dk, err := keys.NewPooledKey(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bucket, key := secrets.DataKeyEntry(dk.ID())
-	kv, err := l.JetStream().KeyValue(ctx, bucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	old, err := kv.Get(ctx, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv, old := keyEntry(ctx, t, l, dk.ID())
 	// A rewrite whose erasure of the revision it replaced did not happen.
-	if _, err := kv.Update(ctx, key, old.Value(), old.Revision()); err != nil {
+	if _, err := kv.Update(ctx, old.Key(), old.Value(), old.Revision()); err != nil {
 		t.Fatal(err)
 	}
-	stream, err := l.JetStream().Stream(ctx, "KV_"+bucket)
+	stream, err := l.JetStream().Stream(ctx, "KV_"+kv.Bucket())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,6 +66,22 @@ func TestSweepErasesRevisionsACrashLeft(t *testing.T) {
 	if _, err := keys.DataKey(ctx, dk.ID()); err != nil {
 		t.Fatalf("the live key after the sweep: %v", err)
 	}
+}
+
+// keyEntry returns the bucket of data key id (its page's, for a pooled
+// key) and the entry that holds it.
+func keyEntry(ctx context.Context, t *testing.T, l *eventlog.Log, id string) (jetstream.KeyValue, jetstream.KeyValueEntry) {
+	t.Helper()
+	bucket, key := secrets.DataKeyEntry(id)
+	kv, err := l.JetStream().KeyValue(ctx, bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv, e
 }
 
 // sweptKeys is a KeyLister and WorkflowState of one workflow, compacted,
@@ -254,18 +260,7 @@ func (k *heldKeys) KeyHolder(_ context.Context, id string) (string, bool, error)
 // sweep returned before erasing anything.
 func TestSweepGoesPastADamagedKeyPage(t *testing.T) {
 	t.Parallel()
-	l := testutil.OpenLog(t, "")
-	ctx := testutil.Context(t, 30*time.Second)
-	master := secrets.GenerateMasterKey()
-	open := func() *secrets.Keys {
-		keys, err := secrets.OpenKeys(ctx, l.JetStream(), master, secrets.KeysOptions{Logger: testutil.Logger(t)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return keys
-	}
-	// Two processes' keys: each takes pooled keys from a page of its own.
-	keys, other := open(), open()
+	ctx, l, keys, other := openTwoProcessesKeys(t)
 	var spent []string
 	for _, wfID := range []string{"wf-a", "wf-b"} {
 		dk, err := keys.NewDataKey(ctx, keyID(wfID, masking.KindSecrets))

@@ -114,7 +114,7 @@ func (k *Keys) pooledKey(ctx context.Context, id string) (*DataKey, error) {
 	}
 	defer wipe(raw)
 	if len(raw) != pageSlots*KeySize {
-		return nil, fmt.Errorf("key page %s: %d bytes, want %d", page, len(raw), pageSlots*KeySize)
+		return nil, fmt.Errorf("key page %s: %w: %d bytes, want %d", page, ErrKeyDamaged, len(raw), pageSlots*KeySize)
 	}
 	key := raw[slot*KeySize : (slot+1)*KeySize]
 	if isZero(key) {
@@ -129,7 +129,10 @@ func (k *Keys) pooledKey(ctx context.Context, id string) (*DataKey, error) {
 // later call to erase) and why, one error per key or page, each naming
 // it: a key that fails must not keep the rest of a batch. An id that
 // cannot name a key (ErrInvalidKeyID) has its error but is not kept: no
-// key was ever stored under it, so no later call erases anything.
+// key was ever stored under it, so no later call erases anything. The
+// keys of a damaged page (ErrKeyDamaged) are kept, as a restored page can
+// be rewritten, and DamagedKeys names them: until then every call fails
+// alike.
 func (k *Keys) DestroyKeys(ctx context.Context, ids []string) (kept []string, err error) {
 	var errs []error
 	slots := map[string][]int{}     // page → slots to destroy
@@ -167,15 +170,48 @@ func (k *Keys) DestroyKeys(ctx context.Context, ids []string) (kept []string, er
 			defer wg.Done()
 			defer func() { <-sem }()
 			if err := k.destroySlots(ctx, page, s); err != nil {
+				err = fmt.Errorf("destroy keys of page %s: %w", page, err)
+				if errors.Is(err, ErrKeyDamaged) {
+					err = &damagedError{ids: pooled[page], err: err}
+				}
 				mu.Lock()
 				kept = append(kept, pooled[page]...)
-				errs = append(errs, fmt.Errorf("destroy keys of page %s: %w", page, err))
+				errs = append(errs, err)
 				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
 	return kept, errors.Join(errs...)
+}
+
+// damagedError is DestroyKeys' error for the keys ids it kept as their
+// page is damaged.
+type damagedError struct {
+	ids []string
+	err error
+}
+
+func (e *damagedError) Error() string { return e.err.Error() }
+func (e *damagedError) Unwrap() error { return e.err }
+
+// DamagedKeys returns the keys that DestroyKeys, failing with err, kept
+// as their page is damaged (ErrKeyDamaged): those no later call erases
+// until the page is restored.
+func DamagedKeys(err error) []string {
+	switch e := err.(type) {
+	case nil:
+		return nil
+	case *damagedError:
+		return e.ids
+	case interface{ Unwrap() []error }:
+		var ids []string
+		for _, e := range e.Unwrap() {
+			ids = append(ids, DamagedKeys(e)...)
+		}
+		return ids
+	}
+	return DamagedKeys(errors.Unwrap(err))
 }
 
 // destroySlots zeroes slots of page in a new revision of it and securely
@@ -195,7 +231,7 @@ func (k *Keys) destroySlots(ctx context.Context, page string, slots []int) error
 		}
 		if len(raw) != pageSlots*KeySize {
 			wipe(raw)
-			return fmt.Errorf("%d bytes, want %d", len(raw), pageSlots*KeySize)
+			return fmt.Errorf("%w: %d bytes, want %d", ErrKeyDamaged, len(raw), pageSlots*KeySize)
 		}
 		changed := false
 		for _, s := range slots {

@@ -248,6 +248,40 @@ func TestDestroyKeysGoesPastAnInvalidID(t *testing.T) {
 	}
 }
 
+// DestroyKeys keeps the keys of a damaged page (its wrapped value does not
+// open) and names them (DamagedKeys) apart from those kept for a store that
+// does not answer: its caller retried them all alike, and the damaged ones
+// fail every time until the page is restored.
+func TestDestroyKeysNamesTheKeysOfADamagedPage(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	k := mustOpenKeys(t, l, GenerateMasterKey())
+	other := mustOpenKeys(t, l, k.mk) // another process: another page
+	damaged, _ := newPooled(t, k, 2)
+	good, _ := newPooled(t, other, 1)
+	page, _ := mustPageOf(t, damaged[0])
+	wrapped := storedPage(t, k, page)
+	wrapped[len(wrapped)-1] ^= 1
+	if _, err := k.bucketFor(page).kv.Put(ctx, dataKeyPrefix+page, wrapped); err != nil {
+		t.Fatal(err)
+	}
+	kept, err := k.DestroyKeys(ctx, append(slices.Clone(damaged), good...))
+	slices.Sort(kept)
+	named := DamagedKeys(err)
+	slices.Sort(named)
+	if !errors.Is(err, ErrKeyDamaged) || !slices.Equal(kept, damaged) || !slices.Equal(named, damaged) {
+		t.Fatalf("DestroyKeys = %q, %v, damaged %q; want %q kept and damaged, ErrKeyDamaged", kept, err, named, damaged)
+	}
+	checkDestroyed(t, k, good)
+
+	l.Close()
+	kept, err = other.DestroyKeys(ctx, damaged)
+	if len(kept) != len(damaged) || errors.Is(err, ErrKeyDamaged) || DamagedKeys(err) != nil {
+		t.Fatalf("DestroyKeys on a closed connection = %q, %v, damaged %q; want all kept, none damaged", kept, err, DamagedKeys(err))
+	}
+}
+
 // DestroyKeys zeroes a batch of slots in one new page revision and erases
 // the older one: the destroyed keys are gone for every process, the others
 // of the page still open, and destroying them again is not an error.

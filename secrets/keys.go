@@ -537,7 +537,12 @@ func (k *Keys) unwrap(ctx context.Context, id string, wrapped []byte) ([]byte, e
 		}
 		raw, err = k.Keyring().Open(dataKeyPurpose(id), wrapped)
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrDecrypt) && !errors.Is(err, errUnknownTerm):
+		// A term unknown to the keyring read again a moment ago is not:
+		// a rotation may not be visible here yet.
+		return nil, fmt.Errorf("unwrap data key %s: %w: %w", id, ErrKeyDamaged, err)
+	case err != nil:
 		return nil, fmt.Errorf("unwrap data key %s: %w", id, err)
 	}
 	return raw, nil
