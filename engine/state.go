@@ -251,20 +251,33 @@ func (w *Workflow) AwaitsCompaction() bool {
 }
 
 // Holds reports whether the workflow's data holds values sealed under its
-// key of kind (see masking.Sealed).
+// key of kind (see masking.Sealed), the references that keep what a task
+// it dropped held sealed (see keepResolved) included: a workflow from
+// before workflow.secrets_sealed whose rerun dropped the task that held
+// its _secrets data still needs the key named after it, as redaction
+// opens them.
 func (w *Workflow) Holds(kind byte) bool {
 	if w.Unsealed {
 		return false
 	}
-	if masking.Holds(w.Input, kind) || masking.Holds(w.Output, kind) || masking.Holds(w.Variables, kind) {
+	if masking.Holds(w.Input, kind) || masking.Holds(w.Output, kind) || masking.Holds(w.Variables, kind) || holdsRefs(w.Resolved, kind) {
 		return true
 	}
 	for _, t := range w.Tasks {
-		if masking.Holds(t.Input, kind) || masking.Holds(t.Output, kind) {
+		if masking.Holds(t.Input, kind) || masking.Holds(t.Output, kind) || holdsRefs(t.Resolved, kind) {
 			return true
 		}
 	}
 	return false
+}
+
+// holdsRefs reports whether refs hold a value sealed under the key of
+// kind: a _masked one's under that kind's, any other's under the secrets
+// key (as compaction shreds them, see shredRefs).
+func holdsRefs(refs []schemas.ResolvedRef, kind byte) bool {
+	return slices.ContainsFunc(refs, func(r schemas.ResolvedRef) bool {
+		return len(r.Sealed) > 0 && (r.Kind == masking.KeyMasked) == (kind == masking.KindMasked)
+	})
 }
 
 // TaskByID returns the task with the given id, or nil. It only reads w,

@@ -16,6 +16,7 @@ import (
 	"github.com/flowvault/flowvault/fault"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/masking"
+	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/secrets"
 )
@@ -484,5 +485,97 @@ func TestSweepGoesPastAListingThatFails(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// oneWorkflow is a read model of one workflow, in the state it is given.
+type oneWorkflow struct {
+	noWorkflows
+	w *engine.Workflow
+}
+
+func (o oneWorkflow) Workflow(_ context.Context, id string) (*engine.Workflow, error) {
+	if id != o.w.ID {
+		return nil, fault.ErrNotFound
+	}
+	return o.w, nil
+}
+
+// A running workflow that sealed a session under the key named after it
+// before workflow.secrets_sealed existed, and whose rerun dropped the task
+// that held it, keeps its key: its state holds the session as the dropped
+// task's reference (Workflow.Resolved), from which an engine started since
+// learns what to redact. The sweep took a state whose data held nothing
+// sealed for one done with its key and erased it, a later task's _secrets
+// went under a pooled key, and either way a worker of the old run echoing
+// the session in a later task's log was kept in plain text.
+func TestSweepKeepsTheKeyARunningWorkflowsDroppedTaskSealedUnder(t *testing.T) {
+	t.Parallel()
+	ctx, keys := openKeys(t)
+	const wfID, session = "wf-legacy", "sess-legacy-77319420"
+	config := Config{Keys: keys, Authz: allowAll{}, Secrets: fakeSecrets{"tok": "tok-legacy-55120987"}}
+	g := New(config)
+	// What an engine from before workflow.secrets_sealed recorded: the
+	// same events, none naming the key.
+	protect := func(w *engine.Workflow, events ...schemas.Event) *engine.Workflow {
+		t.Helper()
+		dec, err := g.Protect(ctx, w, engine.Decision{Events: events})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return applyAll(t, w, slices.DeleteFunc(dec.Events, func(ev schemas.Event) bool {
+			_, sealed := ev.(*schemas.SecretsSealed)
+			return sealed
+		})...)
+	}
+	in, refs, err := g.PrepareChild(ctx, engine.StartWorkflow{WorkflowID: wfID, From: "parent", CreatedBy: "admin",
+		Input: map[string]any{"token": "${workflow.secrets.tok}"}, InputDeferred: [][]any{{"token"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := protect(nil, &schemas.WorkflowStarted{WorkflowID: wfID, Name: "k", Version: 1, CreatedBy: "admin", ParentWorkflowID: "parent",
+		Def: []byte(`{"name":"k","version":1,"tasks":[{"name":"t","taskReferenceName":"t"}]}`), Input: in, Resolved: refs})
+	w = applyAll(t, w, &schemas.TaskScheduled{TaskID: "t-1", Ref: "t", Name: "t", Type: conductor.TaskTypeSimple, Status: conductor.TaskScheduled, Time: 1})
+	w = protect(w, &schemas.TaskUpdated{TaskID: "t-1", Status: conductor.TaskCompleted,
+		Output: map[string]any{masking.KeySecrets: map[string]any{"session": session}}, Time: 2})
+	if w.SealsSecrets || w.SecretsKey != "" {
+		t.Fatalf("the workflow records its key (%t, %q); want it recorded nowhere", w.SealsSecrets, w.SecretsKey)
+	}
+	w = applyAll(t, w,
+		&schemas.WorkflowReset{Kind: schemas.ResetRerun, KeepBeforeSeq: w.TaskByID("t-1").Seq, SetInput: true, Input: map[string]any{"token": "none"}, Time: 3},
+		&schemas.TaskScheduled{TaskID: "t-2", Ref: "t", Name: "t", Type: conductor.TaskTypeSimple, Status: conductor.TaskScheduled, Time: 3})
+
+	c := &Compactor{Keys: keys, Listed: keys, States: oneWorkflow{w: w}}
+	if _, err := c.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	keys.ClearCache()
+	if _, err := keys.DataKey(ctx, keyID(wfID, masking.KindSecrets)); err != nil {
+		t.Errorf("the key of %s, running, after the sweep: %v; want it kept", wfID, err)
+	}
+	if ended := applyAll(t, w, &schemas.WorkflowStatusChanged{Status: conductor.WorkflowCompleted, Time: 4}); !ended.AwaitsCompaction() {
+		t.Error("ended, the workflow does not await compaction; want it to, for its key to go then")
+	}
+
+	// A later task's _secrets go under that key too: under a key taken
+	// from the pool, recorded as the workflow's, redaction opened the
+	// dropped task's reference with that key, and learned nothing.
+	dec, err := g.Protect(ctx, w, engine.Decision{Events: []schemas.Event{&schemas.TaskUpdated{TaskID: "t-2", Status: conductor.TaskInProgress,
+		Output: map[string]any{masking.KeySecrets: map[string]any{"next": "sess-next-44018236"}}, Time: 4}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w = applyAll(t, w, dec.Events...); w.SecretsKey != keyID(wfID, masking.KindSecrets) {
+		t.Errorf("the later task's _secrets sealed under %q; want the key named after the workflow", w.SecretsKey)
+	}
+	dec, err = New(config).Protect(ctx, w, engine.Decision{Events: []schemas.Event{
+		&schemas.TaskLogged{TaskID: "t-2", Lines: []string{"resumed " + session}, Times: []int64{5}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range dec.Events {
+		if logged, ok := ev.(*schemas.TaskLogged); ok && strings.Contains(strings.Join(logged.Lines, "\n"), session) {
+			t.Errorf("an engine started after the sweep recorded the log line %q; want the session redacted", logged.Lines)
+		}
 	}
 }
