@@ -247,19 +247,21 @@ func TestRepeatedFailuresLoggedOnceAnInterval(t *testing.T) {
 // those left out of the log.
 func TestCompactionCarriesAKeyItCouldNotEraseOnce(t *testing.T) {
 	t.Parallel()
-	ctx, l, keys := openLogKeys(t)
+	ctx, keys := openKeys(t)
 	dk, err := keys.NewPooledKey(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	damagePage(ctx, t, l.JetStream(), dk.ID())
 	states := map[string]*engine.Workflow{"wf-a": applyAll(t, nil,
 		&schemas.WorkflowStarted{WorkflowID: "wf-a", Name: "w", Version: 1, Def: []byte(`{"name":"w","version":1,"tasks":[]}`), Time: 1},
 		&schemas.SecretsSealed{Key: dk.ID()},
 		&schemas.WorkflowStatusChanged{Status: conductor.WorkflowCompleted, Time: 2})}
 	list := newCompactionLog(0)
 	list.due, list.lags = []string{"wf-a"}, true
-	counted := &countingKeys{KeyDestroyer: keys}
+	// A damaged page's key is not carried (the sweep erases it once the
+	// page reads again): this one fails for a reason the store does not
+	// know to last.
+	counted := &countingKeys{KeyDestroyer: &damagedKeys{KeyDestroyer: keys, id: dk.ID()}}
 	logger, logs := testutil.CapturingLogger()
 	now := time.Unix(1_000_000, 0)
 	c := &Compactor{Ended: list, Engine: &foldingEngine{states: states}, Keys: counted, Logger: logger, Now: func() time.Time { return now }}

@@ -16,16 +16,8 @@ import (
 // openKeys opens a keyring on a fresh log, with a test's context.
 func openKeys(t *testing.T) (context.Context, *secrets.Keys) {
 	t.Helper()
-	ctx, _, keys := openLogKeys(t)
-	return ctx, keys
-}
-
-// openLogKeys is openKeys, which also returns the log.
-func openLogKeys(t *testing.T) (context.Context, *eventlog.Log, *secrets.Keys) {
-	t.Helper()
 	ctx := testutil.Context(t, 30*time.Second)
-	l := testutil.OpenLog(t, "")
-	return ctx, l, openKeysOn(ctx, t, l, secrets.GenerateMasterKey())
+	return ctx, openKeysOn(ctx, t, testutil.OpenLog(t, ""), secrets.GenerateMasterKey())
 }
 
 // openTwoProcessesKeys opens the keys of two processes sharing a fresh
