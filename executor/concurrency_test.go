@@ -135,6 +135,40 @@ func TestLimitsBucketOnDisk(t *testing.T) {
 	}
 }
 
+// Engines sharing a server take the limits' bucket as it was made: one
+// bounded by an operator, or made by another version, keeps its settings
+// at every engine's start, where each start set them to its own.
+func TestLimitsBucketKeptAsMade(t *testing.T) {
+	t.Parallel()
+	ns := testutil.StartNATS(t, t.TempDir(), 0)
+	ctx := testutil.Context(t, 30*time.Second)
+	const bound = 1 << 20
+	made, err := testutil.OpenExternalLog(t, ns).JetStream().CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: limitsBucket,
+		History: 1, MaxBytes: bound, Storage: jetstream.FileStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := made.Put(ctx, "c.kept", []byte(`[]`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, engine := range []string{"a", "b"} {
+		kv, err := newLimits(testutil.OpenExternalLog(t, ns)).bucket(ctx)
+		if err != nil {
+			t.Fatalf("engine %s: %v", engine, err)
+		}
+		if _, err := kv.Get(ctx, "c.kept"); err != nil {
+			t.Errorf("engine %s lost the state: %v", engine, err)
+		}
+		st, err := kv.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st.Config().MaxBytes; got != bound {
+			t.Errorf("after engine %s's start, the bucket's size limit is %d bytes, want %d as it was made", engine, got, bound)
+		}
+	}
+}
+
 // A task IN_PROGRESS in a workflow removed without being terminated
 // (DELETE /api/workflow/{id}/remove?archiveWorkflow=false) gives its
 // place on: the workflow never ends, and its task reads IN_PROGRESS for

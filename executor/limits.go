@@ -13,6 +13,7 @@ import (
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/kvbucket"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -67,6 +68,9 @@ func (l *limits) markersDue(now time.Time) bool {
 
 func newLimits(log *eventlog.Log) *limits { return &limits{log: log, checked: map[string]time.Time{}} }
 
+// bucket is the limits' bucket, made if it was not, and taken as it is
+// when it was: its settings are the same at every version but the
+// replicas, which the engine that made it chose.
 func (l *limits) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -74,23 +78,24 @@ func (l *limits) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 		return l.kv, nil
 	}
 	js := l.log.JetStream()
+	cfg := jetstream.KeyValueConfig{Bucket: limitsBucket,
+		Description: "task definitions' limits: takes in their window, takes running", History: 1,
+		Storage: jetstream.FileStorage, Replicas: l.log.Replicas()}
+	kv, err := kvbucket.Open(ctx, js, cfg)
+	var st jetstream.KeyValueStatus
+	if err == nil {
+		st, err = kv.Status(ctx)
+	}
 	// Kept on disk: a server's restart must not forget the takes of the
 	// window and the tasks holding places, or it would hand out as many
 	// again. A version before this one kept the bucket in memory, which
 	// JetStream cannot change in place: that bucket goes (its state, all
 	// of it in memory, is what a restart would have lost anyway).
-	if old, err := js.KeyValue(ctx, limitsBucket); err == nil {
-		st, err := old.Status(ctx)
-		if err == nil && st.Config().Storage == jetstream.MemoryStorage {
-			err = js.DeleteKeyValue(ctx, limitsBucket)
-		}
-		if err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
-			return nil, fmt.Errorf("%w: task limits bucket: %v", fault.ErrUnavailable, err)
+	if err == nil && st.Config().Storage == jetstream.MemoryStorage {
+		if err = js.DeleteKeyValue(ctx, limitsBucket); err == nil || errors.Is(err, jetstream.ErrBucketNotFound) {
+			kv, err = kvbucket.Make(ctx, js, cfg)
 		}
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: limitsBucket,
-		Description: "task definitions' limits: takes in their window, takes running", History: 1,
-		Storage: jetstream.FileStorage, Replicas: l.log.Replicas()})
 	if err != nil {
 		return nil, fmt.Errorf("%w: task limits bucket: %v", fault.ErrUnavailable, err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/internal/kvbucket"
 	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -77,14 +78,11 @@ func (c *outputCache) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	if err != nil || kv != nil {
 		return kv, err
 	}
-	js := c.log.JetStream()
-	kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: cacheBucket,
+	// Made since the look-up, by another engine under another bound, it is
+	// taken as it is too.
+	kv, err = kvbucket.Make(ctx, c.log.JetStream(), jetstream.KeyValueConfig{Bucket: cacheBucket,
 		Description: "tasks' cached outputs (cacheConfig)", History: 1, TTL: cacheMaxAge, MaxBytes: cacheBytes(c.log.MaxStore()),
 		Storage: jetstream.FileStorage, Replicas: c.log.Replicas()})
-	if errors.Is(err, jetstream.ErrBucketExists) {
-		// Made since the look-up, by another engine under another bound.
-		kv, err = js.KeyValue(ctx, cacheBucket)
-	}
 	if err != nil {
 		return nil, fmt.Errorf("task output cache: %w", err)
 	}
