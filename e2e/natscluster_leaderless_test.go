@@ -200,7 +200,7 @@ func TestNATSClusterStartsMakeTheirBucketsOnceThereIsAMetaLeader(t *testing.T) {
 			return err
 		}},
 		{"the event handlers' bucket", "KV_" + events.SeenBucket, func(ctx context.Context, t *testing.T, l *eventlog.Log) error {
-			_, err := events.OpenSeen(ctx, l.JetStream(), 3, l)
+			_, err := events.OpenSeen(ctx, l.JetStream(), 3, l, testutil.Logger(t))
 			return err
 		}},
 		{"an engine's presence", "KV_FV_ENGINES", func(ctx context.Context, t *testing.T, l *eventlog.Log) error {

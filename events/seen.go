@@ -7,11 +7,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/flowvault/flowvault/internal/kvbucket"
 	"github.com/flowvault/flowvault/internal/logkey"
 )
 
@@ -77,15 +79,26 @@ type SeenLog interface {
 	WhileForming(ctx context.Context, what string, attempt func(context.Context) error, args ...any) error
 }
 
-// OpenSeen creates or opens SeenBucket in js, kept on disk as the log is
-// (replicas copies): a server's restart must not forget what ran. log,
-// when set, guards its writes and makes it while the cluster forms.
-func OpenSeen(ctx context.Context, js jetstream.JetStream, replicas int, log SeenLog) (*Seen, error) {
-	var kv jetstream.KeyValue
+// OpenSeen opens SeenBucket in js, made when it is missing, kept on disk
+// as the log is (replicas copies): a server's restart must not forget
+// what ran. log, when set, guards its writes and makes it while the
+// cluster forms. A bucket another engine made is taken as it is; one
+// that keeps its keys for less than SeenFor (made by another version) is
+// warned about through logger, as an event published again after its
+// keys went runs its actions again. Made again to this engine's
+// settings, it would follow the last engine started.
+func OpenSeen(ctx context.Context, js jetstream.JetStream, replicas int, log SeenLog, logger *slog.Logger) (*Seen, error) {
+	var (
+		kv jetstream.KeyValue
+		st jetstream.KeyValueStatus
+	)
 	attempt := func(ctx context.Context) (err error) {
-		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: SeenBucket,
+		kv, err = kvbucket.Open(ctx, js, jetstream.KeyValueConfig{Bucket: SeenBucket,
 			Description: "event handlers' actions run, by handler, message id and action", History: 1, TTL: SeenFor,
 			Storage: jetstream.FileStorage, Replicas: replicas})
+		if err == nil {
+			st, err = kv.Status(ctx)
+		}
 		return err
 	}
 	var err error
@@ -96,6 +109,10 @@ func OpenSeen(ctx context.Context, js jetstream.JetStream, replicas int, log See
 	}
 	if err != nil {
 		return nil, fmt.Errorf("event handlers' bucket: %w", err)
+	}
+	if ttl := st.TTL(); ttl > 0 && ttl < SeenFor {
+		logger.Warn("event handlers' bucket keeps what ran for less than this engine asks: an event published again after that runs its actions again",
+			logkey.Stream, "KV_"+SeenBucket, logkey.Duration, ttl, logkey.Want, SeenFor)
 	}
 	s := &Seen{kv: kv, lease: ClaimLease, now: time.Now}
 	if log != nil {

@@ -28,7 +28,7 @@ func TestClaimOnAFullDisk(t *testing.T) {
 		return
 	}
 	ctx := testutil.Context(t, 4*time.Minute)
-	s, err := OpenSeen(ctx, l.JetStream(), 1, l)
+	s, err := OpenSeen(ctx, l.JetStream(), 1, l, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ func openSeen(t *testing.T, l *eventlog.Log) *Seen {
 	var s *Seen
 	js, err := jetstream.New(nc)
 	if err == nil {
-		s, err = OpenSeen(testutil.Context(t, 30*time.Second), js, 1, nil)
+		s, err = OpenSeen(testutil.Context(t, 30*time.Second), js, 1, nil, testutil.Logger(t))
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -30,7 +30,7 @@ func (n *Node) startEventHandlers(ctx, runCtx context.Context, authz eventAuthor
 	}
 	// In the log's account, shared by every engine, whatever account the
 	// events come in.
-	seen, err := events.OpenSeen(ctx, n.log.JetStream(), n.log.Replicas(), n.log)
+	seen, err := events.OpenSeen(ctx, n.log.JetStream(), n.log.Replicas(), n.log, n.logger)
 	if err != nil {
 		return err
 	}

@@ -258,7 +258,7 @@ func TestEventHandlerRefusesAnInlineStartWhoseNameMovedSinceItsCheck(t *testing.
 		h := inlineHandler(t, mv.flow)
 		starter := &takingOver{Executor: p.exec, t: t, change: mv.on(p), first: make(chan answer, 1)}
 		// What ran on an event: an action done is not run again.
-		seen, err := events.OpenSeen(ctx, p.log.JetStream(), 1, p.log)
+		seen, err := events.OpenSeen(ctx, p.log.JetStream(), 1, p.log, testutil.Logger(t))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -43,4 +43,5 @@ const (
 	Need       = "need"       // bytes a file system must have free
 	Consumer   = "consumer"   // a JetStream durable consumer's name
 	Child      = "child_id"   // a sub-workflow's id, beside its parent's WorkflowID
+	Want       = "want"       // the setting this engine asks for, beside another one it found (Duration)
 )
