@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/flowvault/flowvault/internal/kvbucket"
 	"github.com/flowvault/flowvault/internal/logkey"
 )
 
@@ -80,6 +81,10 @@ type presence struct {
 	kv  jetstream.KeyValue
 	sub *nats.Subscription
 	rev uint64 // the revision of this process's key
+	// ttl is the bucket's, after which the server removes a key not
+	// refreshed (0: never), and every how often this process refreshes
+	// its own (heartbeatEvery).
+	ttl, every time.Duration
 	// seen holds the processes present at the last listing: one missing
 	// from the next has died or stopped, and a scan is due.
 	seen map[string]bool
@@ -137,16 +142,24 @@ func departed(seen, present map[string]bool, self string) []string {
 // on its alive subject, before the engine takes any task: a take whose
 // holder another engine finds absent would be taken back.
 func (e *Executor) announce(ctx context.Context) error {
-	var kv jetstream.KeyValue
+	var (
+		kv jetstream.KeyValue
+		st jetstream.KeyValueStatus
+	)
 	err := e.log.WhileForming(ctx, "engines' presence bucket not made yet", func(ctx context.Context) (err error) {
-		kv, err = e.log.JetStream().CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: presenceBucket,
+		kv, err = kvbucket.Open(ctx, e.log.JetStream(), jetstream.KeyValueConfig{Bucket: presenceBucket,
 			Description: "engine processes running: a key each, gone when its heartbeats stop",
 			History:     1, TTL: e.cfg.PresenceTTL, Storage: jetstream.FileStorage, Replicas: e.log.Replicas()})
+		if err == nil {
+			st, err = kv.Status(ctx)
+		}
 		return err
 	}, logkey.Stream, "KV_"+presenceBucket)
 	if err != nil {
 		return fmt.Errorf("engines' presence bucket: %w", err)
 	}
+	ttl := st.TTL()
+	e.warnPresenceTTL(ttl)
 	sub, err := e.log.Conn().Subscribe(aliveSubjectPrefix+e.boot, func(m *nats.Msg) { _ = m.Respond(nil) })
 	if err != nil {
 		return fmt.Errorf("subscribe %s: %w", aliveSubjectPrefix+e.boot, err)
@@ -158,8 +171,42 @@ func (e *Executor) announce(ctx context.Context) error {
 		_ = sub.Unsubscribe()
 		return fmt.Errorf("announce this engine's process: %w", err)
 	}
-	e.presence = &presence{kv: kv, sub: sub, rev: rev, scanning: true}
+	e.presence = &presence{kv: kv, sub: sub, rev: rev, ttl: ttl, every: heartbeatEvery(e.cfg.PresenceTTL, ttl), scanning: true}
 	return nil
+}
+
+// heartbeatEvery is how often a process whose presence TTL is own
+// refreshes its key in a bucket whose TTL is bucket (0: none): the
+// server removes the key by the bucket's, which the engine that made the
+// bucket chose, and a process that kept to a longer one of its own would
+// lapse between its heartbeats, and lose its system tasks to the others.
+func heartbeatEvery(own, bucket time.Duration) time.Duration {
+	if bucket > 0 && bucket < own {
+		return bucket / heartbeats
+	}
+	return own / heartbeats
+}
+
+// warnPresenceTTL says so when the presence bucket, as another engine
+// made it, removes keys after another TTL than this engine's: engines
+// sharing a server are to agree on it (Config.PresenceTTL). The bucket is
+// not made again to this engine's, as then the last engine started would
+// decide for all: the heartbeats keep within the shorter of the two
+// (heartbeatEvery), and a longer one only has the tasks of a process
+// that died wait longer for another engine, at most their lease.
+func (e *Executor) warnPresenceTTL(bucket time.Duration) {
+	var msg string
+	switch own := e.cfg.PresenceTTL; {
+	case bucket == own:
+		return
+	case bucket == 0:
+		msg = "engines' presence bucket removes no key by age: the system tasks of a process that dies wait for their lease, not for this engine's presence TTL"
+	case bucket < own:
+		msg = "engines' presence bucket removes a key sooner than this engine's presence TTL: its heartbeats keep within the bucket's"
+	default:
+		msg = "engines' presence bucket removes a key later than this engine's presence TTL: the system tasks of a process that dies wait as long for another engine"
+	}
+	e.cfg.Logger.Warn(msg, logkey.Stream, "KV_"+presenceBucket, logkey.Duration, bucket, logkey.Want, e.cfg.PresenceTTL)
 }
 
 // heartbeat refreshes this process's presence. A key that is gone (the
@@ -193,7 +240,7 @@ func (e *Executor) heartbeat(ctx context.Context) error {
 		})
 		if err == nil {
 			e.cfg.Logger.Warn("this engine's presence had lapsed (paused or cut from NATS longer than its TTL); other engines may have taken back its system tasks, whose results here are then ignored",
-				logkey.Duration, e.cfg.PresenceTTL)
+				logkey.Duration, p.ttl)
 		}
 	}
 	if err != nil {
@@ -244,7 +291,7 @@ func (e *Executor) withdrawPresence() {
 // pass, which logs its own failures, runs all the same.
 func (e *Executor) presenceLoop(ctx context.Context) {
 	e.presencePass(ctx)
-	e.every(ctx, e.cfg.PresenceTTL/heartbeats, "this engine's presence not refreshed", func(ctx context.Context) error {
+	e.every(ctx, e.presence.every, "this engine's presence not refreshed", func(ctx context.Context) error {
 		err := e.heartbeat(ctx)
 		e.presencePass(ctx)
 		return err
