@@ -13,7 +13,8 @@ import (
 // ends the authority there) fails the open naming the server without its
 // userinfo: net/url's error quotes the URL whole (or up to a '#'), an
 // escape that does not decode its bytes, and the password up to a '/'
-// as a port, which the caller logs.
+// as a port, which the caller logs; nor does one with a ',', at which
+// the list of servers is split, and the URL before it fails to parse.
 func TestOpenErrorQuotesNoCredentials(t *testing.T) {
 	t.Parallel()
 	for _, url := range []string{
@@ -23,6 +24,7 @@ func TestOpenErrorQuotesNoCredentials(t *testing.T) {
 		"nats://svc:Zq9v/Lm2pT8@127.0.0.1:1",
 		"nats://svc:Zq9v#Lm2pT8@127.0.0.1:1",
 		"nats://svc:Zq9v?Lm2pT8@127.0.0.1:1",
+		"nats://svc:Zq9v,Lm2pT8@127.0.0.1:1",
 	} {
 		cfg := eventlog.DefaultConfig()
 		cfg.URL = url

@@ -192,7 +192,7 @@ func Open(ctx context.Context, cfg Config, o Options) (*Log, error) {
 	nc, err := nats.Connect(url, nopts...)
 	if err != nil {
 		l.shutdownServer()
-		return nil, fmt.Errorf("connect nats: %w", natsurl.ParseError(err, url))
+		return nil, fmt.Errorf("connect nats: %w", natsurl.ConnectError(err, url))
 	}
 	l.nc = nc
 	r, err := newReplies(nc)

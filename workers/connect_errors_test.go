@@ -110,7 +110,9 @@ func TestConnectLogsAsyncErrors(t *testing.T) {
 // an escape that does not decode its bytes, and one whose password holds
 // an unescaped '/', '#' or '?', which ends the authority there: net/url
 // quotes the password up to it as a port that is not one, and the URL
-// up to a '#' as the URL.
+// up to a '#' as the URL, and one whose password holds a ',', at which
+// nats.go splits the list: the URL before it, whose port does not parse,
+// was named with the password up to the ','.
 func TestConnectErrorQuotesNoCredentials(t *testing.T) {
 	t.Parallel()
 	creds := userCreds(t)
@@ -127,6 +129,7 @@ func TestConnectErrorQuotesNoCredentials(t *testing.T) {
 		{"nats://svc:Zq9v/Lm2pT8@127.0.0.1:1", false},
 		{"nats://svc:Zq9v#Lm2pT8@127.0.0.1:1", false},
 		{"nats://127.0.0.2:1,nats://svc:Zq9v?Lm2pT8@127.0.0.1:1", false},
+		{"nats://svc:Zq9v,Lm2pT8@127.0.0.1:1", false},
 	} {
 		nc, err := workers.Connect(tc.url, creds)
 		if err == nil {

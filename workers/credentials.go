@@ -132,7 +132,7 @@ func Connect(url string, creds []byte, opts ...nats.Option) (*nats.Conn, error) 
 	copts = append(copts, nats.MaxReconnects(-1), nats.ErrorHandler(logAsyncError))
 	nc, err := nats.Connect(url, append(copts, opts...)...)
 	if err != nil {
-		return nil, fmt.Errorf("connect %s: %w", natsurl.Servers(url), natsurl.ParseError(err, url))
+		return nil, fmt.Errorf("connect %s: %w", natsurl.Servers(url), natsurl.ConnectError(err, url))
 	}
 	return nc, nil
 }

@@ -1,6 +1,12 @@
 // Package natsurl keeps the credentials a NATS server's URL may carry
 // (nats://<token>@host, nats://user:<password>@host) out of the errors of
 // a connection to it.
+//
+// A user name, password or token may hold a ',' or an '@' of its own,
+// unescaped: nats.go splits a list of URLs at every ',', and a URL's
+// userinfo ends at its last '@', so neither tells where a userinfo ends
+// in a list. Anything before a list's last '@' may be one, and is not
+// named, but the scheme the list starts with.
 package natsurl
 
 import (
@@ -11,41 +17,107 @@ import (
 )
 
 // Servers names the servers of urls, the comma-separated server URLs
-// nats.Connect takes, without the userinfo each may carry: each from past
-// its last '@', which a URL net/url cannot parse has too.
+// nats.Connect takes, without the userinfo any may carry: a list with
+// an '@' from past its last one, after the scheme it starts with. A list
+// that names several servers, one with userinfo, is named by those past
+// it alone.
 func Servers(urls string) string {
-	servers := strings.Split(urls, ",")
-	for i, s := range servers {
-		at := strings.LastIndex(s, "@")
-		if at < 0 {
-			continue
-		}
-		scheme := ""
-		if j := strings.Index(s, "://"); j >= 0 && j < at {
-			scheme = s[:j+len("://")]
-		}
-		servers[i] = scheme + s[at+1:]
+	at := strings.LastIndex(urls, "@")
+	if at < 0 {
+		return urls
 	}
-	return strings.Join(servers, ",")
+	return scheme(urls[:at]) + urls[at+1:]
 }
 
-// ParseError returns err, the error of a connection to urls, without
-// what net/url's error quotes when a server URL does not parse, which
-// nats.Connect hands back as it is: the URL, whole or up to a '#' (one
-// in a password), an escape that does not decode (a password's unescaped
-// '%'), and the authority's text past its last ':' as a port that is not
-// one (a password up to a '/', '?' or '#' in it). It names the servers as
-// Servers does, and why in words of its own. Any other error is returned
-// as it is.
-func ParseError(err error, urls string) error {
+// scheme is the scheme s starts with, "://" included, when it is one
+// nats.go connects with, and "" otherwise: the text before a "://" of
+// another kind may be a token's, or a user name's and a password's.
+func scheme(s string) string {
+	name, _, ok := strings.Cut(strings.TrimSpace(s), "://")
+	if !ok {
+		return ""
+	}
+	for _, known := range []string{"nats", "tls", "ws", "wss"} {
+		if strings.EqualFold(name, known) {
+			return name + "://"
+		}
+	}
+	return ""
+}
+
+// ConnectError returns err, the error of a connection to urls, without
+// what of urls' userinfo it may quote. net/url's error, when a server
+// URL does not parse, nats.Connect hands back as it is: it quotes the
+// URL, whole or up to a '#' (one in a password), an escape that does not
+// decode (a password's unescaped '%'), and the authority's text past its
+// last ':' as a port that is not one (a password up to a '/', '?' or
+// '#' in it, or up to a ','); it names the servers as Servers does, and
+// why in words of its own. A dial's error names the host and port it
+// dialed, which nats.go may have cut from a userinfo at a ',' (the token
+// of nats://<tok,en>@host as a host, the user name and the password of
+// nats://user:<1234,5>@host as a host and a port): one that names a
+// server of those before urls' last '@' is not quoted. Any other error
+// is returned as it is.
+func ConnectError(err error, urls string) error {
 	var ue *url.Error
-	if !errors.As(err, &ue) {
-		return err
+	if errors.As(err, &ue) {
+		why := "it does not parse"
+		if _, escape := ue.Err.(url.EscapeError); escape {
+			why = "invalid URL escape"
+		}
+		return fmt.Errorf("%s %s: %s (a user name, password or token holding '%%', ',', '/', '?', '#', '@' or a space is written URL-escaped, as %%XX)",
+			ue.Op, Servers(urls), why)
 	}
-	why := "it does not parse"
-	if _, escape := ue.Err.(url.EscapeError); escape {
-		why = "invalid URL escape"
+	if namesCut(err.Error(), urls) {
+		return errors.New("a server's error is not quoted: it names a host or a port that may be part of a user name, password or token (one holding ',' is written URL-escaped, as %2C)")
 	}
-	return fmt.Errorf("%s %s: %s (a user name, password or token holding '%%', '/', '?', '#', '@' or a space is written URL-escaped, as %%XX)",
-		ue.Op, Servers(urls), why)
+	return err
+}
+
+// namesCut reports whether msg names the host or the port of a server
+// URL of urls, split as nats.go splits it, that ends before urls' last
+// '@': one that may be cut from a userinfo.
+func namesCut(msg, urls string) bool {
+	at := strings.LastIndex(urls, "@")
+	end := 0
+	for s := range strings.SplitSeq(urls, ",") {
+		end += len(s) + len(",")
+		if end > at+1 {
+			return false
+		}
+		s = strings.TrimSpace(s)
+		if !strings.Contains(s, "://") {
+			s = "nats://" + s // as nats.go reads it
+		}
+		u, err := url.Parse(s)
+		if err != nil {
+			continue
+		}
+		if h := u.Hostname(); h != "" && namesWord(msg, h) || u.Port() != "" && namesWord(msg, ":"+u.Port()) {
+			return true
+		}
+	}
+	return false
+}
+
+// namesWord reports whether msg holds w other than within a longer name
+// or number ("a" in "lookup a", not in "failed"; ":12" in "1.2.3.4:12",
+// not in "1.2.3.4:123").
+func namesWord(msg, w string) bool {
+	for i := 0; ; {
+		j := strings.Index(msg[i:], w)
+		if j < 0 {
+			return false
+		}
+		start, end := i+j, i+j+len(w)
+		if (start == 0 || !nameByte(msg[start-1]) || !nameByte(w[0])) && (end == len(msg) || !nameByte(msg[end]) || !nameByte(w[len(w)-1])) {
+			return true
+		}
+		i = start + 1
+	}
+}
+
+// nameByte reports whether c may be part of a host's name or a port.
+func nameByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.'
 }
