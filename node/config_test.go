@@ -154,6 +154,13 @@ func TestValidatePlaintextBeyondLoopback(t *testing.T) {
 			`nats server "nats://nats.internal:4222" is neither`},
 		{"external nats in plaintext, with a token", func(c *Config) { c.NATSURL = "url-secret@nats.internal:4222" },
 			`nats server "nats://nats.internal:4222" is neither`},
+		// A ',' in a token or a password, where nats.go splits the list:
+		// what comes before it is dialed as a server, and not named.
+		{"external nats in plaintext, a token holding a ','", func(c *Config) { c.NATSURL = "nats://url-secret,more@127.0.0.1:4222" },
+			`nats server number 1 of the list (not named`},
+		{"a cluster in plaintext, with passwords", func(c *Config) {
+			c.NATSURL = "nats://fv:url-secret@a.internal:4222,nats://fv:url-secret@b.internal:4222"
+		}, `nats server number 1 of the list (not named`},
 		// nats.go speaks TLS with every server of a list that names one tls://.
 		{"a cluster named with tls:// once", func(c *Config) { c.NATSURL = "nats://a.internal:4222, tls://b.internal:4222" }, ""},
 		{"a cluster in plaintext", func(c *Config) { c.NATSURL = "nats://127.0.0.1:4222,nats://b.internal:4222" }, `"nats://b.internal:4222"`},

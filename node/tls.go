@@ -8,7 +8,10 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
+
+	"github.com/flowvault/flowvault/internal/natsurl"
 )
 
 // validateTLS checks the certificate settings, and that nothing would
@@ -49,11 +52,16 @@ func (c Config) validateTLS() []error {
 // the engine would reach in plaintext beyond loopback: its own messages
 // (task inputs handed to workers, with resolved values) cross the
 // connection. One tls:// URL makes nats.go use TLS with every server of
-// the list.
+// the list. A server is named without its userinfo, the engine's
+// password or token, and by its place in the list alone when it may be
+// part of one (natsurl.Split): nats.go splits a password holding a ','
+// there, and dials what comes before it as a server.
 func plaintextServers(list string) []error {
 	var plain []string
-	for _, u := range strings.Split(list, ",") {
-		if u = strings.TrimSpace(u); !strings.Contains(u, "://") {
+	i := 0
+	for u, cut := range natsurl.Split(list) {
+		i++
+		if !strings.Contains(u, "://") {
 			u = "nats://" + u
 		}
 		parsed, err := url.Parse(u)
@@ -63,15 +71,18 @@ func plaintextServers(list string) []error {
 		if parsed.Scheme == "tls" {
 			return nil
 		}
-		if !Loopback(parsed.Hostname()) {
-			// Named without its userinfo: the engine's password or token.
+		switch {
+		case Loopback(parsed.Hostname()):
+		case cut:
+			plain = append(plain, fmt.Sprintf("number %d of the list (not named: it comes before a userinfo's '@')", i))
+		default:
 			parsed.User = nil
-			plain = append(plain, parsed.String())
+			plain = append(plain, strconv.Quote(parsed.String()))
 		}
 	}
 	var errs []error
 	for _, u := range plain {
-		errs = append(errs, fmt.Errorf("nats server %q is neither a tls:// URL nor a loopback address: the task inputs "+
+		errs = append(errs, fmt.Errorf("nats server %s is neither a tls:// URL nor a loopback address: the task inputs "+
 			"handed to workers would cross the network in the clear; use a tls:// URL, or --insecure-plaintext to accept that", u))
 	}
 	return errs

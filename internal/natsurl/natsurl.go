@@ -12,6 +12,7 @@ package natsurl
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"net/url"
 	"strings"
 )
@@ -75,17 +76,12 @@ func ConnectError(err error, urls string) error {
 }
 
 // namesCut reports whether msg names the host or the port of a server
-// URL of urls, split as nats.go splits it, that ends before urls' last
-// '@': one that may be cut from a userinfo.
+// of urls that may be cut from a userinfo (Split).
 func namesCut(msg, urls string) bool {
-	at := strings.LastIndex(urls, "@")
-	end := 0
-	for s := range strings.SplitSeq(urls, ",") {
-		end += len(s) + len(",")
-		if end > at+1 {
+	for s, cut := range Split(urls) {
+		if !cut {
 			return false
 		}
-		s = strings.TrimSpace(s)
 		if !strings.Contains(s, "://") {
 			s = "nats://" + s // as nats.go reads it
 		}
@@ -98,6 +94,25 @@ func namesCut(msg, urls string) bool {
 		}
 	}
 	return false
+}
+
+// Split yields the server URLs of urls as nats.go splits them (at every
+// ',', trimmed, the empty ones left out), and whether each may be cut
+// from a userinfo: one that ends before urls' last '@' may be all, or
+// the start, of a password or a token that holds a ','. Such a one is
+// not to be named.
+func Split(urls string) iter.Seq2[string, bool] {
+	return func(yield func(string, bool) bool) {
+		at := strings.LastIndex(urls, "@")
+		start := 0
+		for s := range strings.SplitSeq(urls, ",") {
+			end := start + len(s)
+			start = end + len(",")
+			if s = strings.TrimSpace(s); s != "" && !yield(s, end <= at) {
+				return
+			}
+		}
+	}
 }
 
 // namesWord reports whether msg holds w other than within a longer name

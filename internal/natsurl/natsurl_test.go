@@ -3,6 +3,7 @@ package natsurl
 import (
 	"errors"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 
@@ -103,5 +104,32 @@ func TestConnectError(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Split splits as nats.go does, and a server that ends before the list's
+// last '@' may be cut from a userinfo.
+func TestSplit(t *testing.T) {
+	t.Parallel()
+	type server struct {
+		url string
+		cut bool
+	}
+	for _, tc := range []struct {
+		urls string
+		want []server
+	}{
+		{"nats://a:4222, nats://b:4222,", []server{{"nats://a:4222", false}, {"nats://b:4222", false}}},
+		{"nats://tok,en@h", []server{{"nats://tok", true}, {"en@h", false}}},
+		{"nats://u:p@a,nats://u:p@b,c", []server{{"nats://u:p@a", true}, {"nats://u:p@b", false}, {"c", false}}},
+		{"nats://u:p,@h", []server{{"nats://u:p", true}, {"@h", false}}},
+	} {
+		var got []server
+		for s, cut := range Split(tc.urls) {
+			got = append(got, server{s, cut})
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("Split(%q) = %v, want %v", tc.urls, got, tc.want)
+		}
 	}
 }
