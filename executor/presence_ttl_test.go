@@ -18,7 +18,9 @@ import (
 // engine says so, with both TTLs, and heartbeats within the shorter: one
 // of a 1-hour TTL in a bucket of 3 seconds, heartbeating every 10
 // minutes, lapsed 3 seconds after its start, and its system tasks were
-// taken back by the others.
+// taken back by the others. The tests' bucket keeps a key 6 seconds, a
+// heartbeat a second: a stall of 5 seconds on a loaded machine would lapse
+// it.
 func TestPresenceKeepsTheBucketsTTL(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -26,9 +28,9 @@ func TestPresenceKeepsTheBucketsTTL(t *testing.T) {
 		first, next time.Duration // the engines' presence TTLs, in the order they start
 		warned      string
 	}{
-		{"a bucket's TTL shorter", 3 * time.Second, time.Hour,
+		{"a bucket's TTL shorter", 6 * time.Second, time.Hour,
 			"engines' presence bucket removes a key sooner than this engine's presence TTL: its heartbeats keep within the bucket's"},
-		{"a bucket's TTL longer", time.Hour, 3 * time.Second,
+		{"a bucket's TTL longer", time.Hour, 6 * time.Second,
 			"engines' presence bucket removes a key later than this engine's presence TTL: the system tasks of a process that dies wait as long for another engine"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -64,7 +66,7 @@ func TestPresenceKeepsTheBucketsTTL(t *testing.T) {
 			}
 
 			// The next engine's key is refreshed, twice, and never lapses
-			// meanwhile: its heartbeats keep within 3 seconds, whichever
+			// meanwhile: its heartbeats keep within 6 seconds, whichever
 			// TTL is its own.
 			refreshes, last := 0, uint64(0)
 			testutil.Eventually(t, 15*time.Second, 50*time.Millisecond, func() error {
