@@ -204,13 +204,13 @@ func TestUnparsedDefinitionWarned(t *testing.T) {
 
 // A workflow whose definition does not parse has the outputs it masks
 // purged from the task output cache by its compaction, those of the
-// tasks its definition configures too, found by the task each entry
-// names: here one that a purge left (an engine killed after the decision
-// that found it secret was recorded). Only a dynamic fork's tasks' were
-// purged, by key, and this one stayed until it expired.
+// tasks its definition configures too: here one that a purge left (an
+// engine killed after the decision that found it secret was recorded),
+// of a task completed before the upgrade onto that definition, which
+// kept its key. Only a dynamic fork's tasks' were purged, by key, and
+// this one stayed until it expired.
 func TestCompactionUncachesWhateverItsDefinition(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	e := compactingEnv(t, 100*time.Millisecond)
 	const token = "unparsed-cached-Hk29sL"
 	e.register(`{"name":"uc_src","tasks":[
@@ -239,7 +239,70 @@ func TestCompactionUncachesWhateverItsDefinition(t *testing.T) {
 	})
 	close(release)
 	e.waitStatus(id, conductor.WorkflowRunning)
-	testutil.Eventually(t, 10*time.Second, 10*time.Millisecond, func() error {
+	e.compactedWithEntry(id, `{"name":"uc_src","version":2,"tasks":"none"}`, key, entry, token)
+}
+
+// A cache entry is shared by every workflow whose task has its key: the
+// one a task of another workflow wrote, from which a task of this one was
+// completed, holds the value this one finds secret all the same, and its
+// compaction purges it, though the entry names that other workflow and a
+// definition that does not parse holds the task's cacheConfig: the
+// upgrade onto it kept the task's key (Task.CacheKeys), and the purge is
+// by that key, whoever wrote the entry. A read of every entry, by the task
+// each names, did not find it.
+func TestCompactionUncachesAnotherWorkflowsEntry(t *testing.T) {
+	t.Parallel()
+	e := compactingEnv(t, 100*time.Millisecond)
+	const token = "shared-cached-Rt58qM"
+	e.register(`{"name":"us_first","tasks":[
+	  {"name":"us_token","taskReferenceName":"a","inputParameters":{"k":"${workflow.input.k}"},"cacheConfig":{"key":"${k}","ttlInSecond":600}}]}`,
+		`{"name":"us_src","tasks":[
+	  {"name":"us_token","taskReferenceName":"a","inputParameters":{"k":"${workflow.input.k}"},"cacheConfig":{"key":"${k}","ttlInSecond":600}},
+	  {"name":"us_mid","taskReferenceName":"b"},
+	  {"name":"us_use","taskReferenceName":"c","inputParameters":{"_secrets":{"t":"${a.output.token}"}}},
+	  {"name":"hold","taskReferenceName":"hold","type":"WAIT"}]}`)
+	e.work("us_token", 1, tokenOnce(token))
+	done := func(context.Context, *conductor.Task) (workers.Output, error) { return workers.Output{}, nil }
+	e.work("us_mid", 1, done)
+	e.work("us_use", 1, done)
+	first := e.waitStatus(e.start("us_first", map[string]any{"k": "x"}), conductor.WorkflowCompleted)
+	entries, err := cacheEntries(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var key string
+	var entry []byte
+	for k, v := range entries {
+		if strings.Contains(string(v), token) && strings.Contains(string(v), first.WorkflowID) {
+			key, entry = k, v
+		}
+	}
+	if entry == nil {
+		t.Fatalf("no entry of workflow %s holds its output (%d entries)", first.WorkflowID, len(entries))
+	}
+
+	id := e.start("us_src", map[string]any{"k": "x", "_secrets": map[string]any{"pw": "p"}})
+	// c, a later decision than a's, finds the token secret: the entry
+	// goes, whoever wrote it.
+	e.compactedWithEntry(id, `{"name":"us_src","version":2,"tasks":"none"}`, key, entry, token)
+	if got := testutil.MetricValue(t, e.node.Registry(), "flowvault_engine_task_cache_total", map[string]string{"result": "hit"}); got != 1 {
+		t.Errorf("task_cache_total{result=\"hit\"} = %v, want 1: a completed from the first workflow's entry", got)
+	}
+	if got := taskByRef(e.workflow(id), "a").OutputData["token"]; got != masking.Mask {
+		t.Errorf("a's token reads %d characters, want %q", len(fmt.Sprint(got)), masking.Mask)
+	}
+}
+
+// compactedWithEntry waits until no cache entry holds token, found
+// secret by workflow id, which waits in its task hold; then puts entry
+// back under key, as a purge that never ran leaves it (an engine killed
+// after the decision that found its value secret was recorded), replaces
+// the workflow's definition by def, which does not parse, and ends it,
+// and fails the test if a cache entry still holds token once the
+// workflow is compacted.
+func (e *env) compactedWithEntry(id, def, key string, entry []byte, token string) {
+	e.t.Helper()
+	testutil.Eventually(e.t, 10*time.Second, 10*time.Millisecond, func() error {
 		if n, err := cacheHolding(e, token); err != nil || n != 0 {
 			return fmt.Errorf("%d cache entries hold the value found secret (%v)", n, err)
 		}
@@ -248,19 +311,18 @@ func TestCompactionUncachesWhateverItsDefinition(t *testing.T) {
 		}
 		return nil
 	})
-	// What a purge that never ran leaves.
+	ctx := context.Background()
 	kv, err := e.node.Log().JetStream().KeyValue(ctx, "FV_TASK_CACHE")
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
 	if _, err := kv.Put(ctx, key, entry); err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
-
-	e.unparse(id, `{"name":"uc_src","version":2,"tasks":"none"}`, true)
+	e.unparse(id, def, true)
 	e.waitCompacted(id)
 	if n, err := cacheHolding(e, token); err != nil || n != 0 {
-		t.Errorf("%d cache entries hold the value found secret after the compaction (%v)", n, err)
+		e.t.Errorf("%d cache entries hold the value found secret after the compaction (%v)", n, err)
 	}
 }
 

@@ -66,8 +66,10 @@ func (UncacheOutput) effectName() string { return "uncache_output" }
 // UncacheTasks removes from the cache the outputs that the tasks TaskIDs
 // of workflow WorkflowID stored, whatever their keys: those of a workflow
 // whose recorded definition does not parse, which holds their
-// cacheConfig, cannot be keyed. Each entry names the task that stored it,
-// which the executor looks for among them. Required as for UncacheOutput.
+// cacheConfig, cannot be keyed, but for the tasks that had completed when
+// an upgrade brought that definition in (Task.KeysKept). Each entry names
+// the task that stored it, which the executor looks for among them: a
+// read of every entry. Required as for UncacheOutput.
 type UncacheTasks struct {
 	WorkflowID string
 	TaskIDs    []string
@@ -98,7 +100,8 @@ func Uncache(w *Workflow, masked *schemas.ValuesMasked) []Effect {
 
 // uncache returns the purges of the cached outputs of w's tasks in which
 // paths mark a value, each key once, and those of the tasks that cannot
-// be keyed without w's definition, which does not parse, by task.
+// be keyed without w's definition, which does not parse, by task: a task
+// whose keys the upgrade onto that definition kept is keyed by them.
 func uncache(w *Workflow, paths []string, required bool) []Effect {
 	var (
 		out     []Effect
@@ -126,7 +129,7 @@ func uncache(w *Workflow, paths []string, required bool) []Effect {
 			parsed = true
 		}
 		wt := p.config(t)
-		if wt == nil && p == nil && !slices.Contains(unkeyed, t.ID) {
+		if wt == nil && p == nil && !t.KeysKept && !slices.Contains(unkeyed, t.ID) {
 			unkeyed = append(unkeyed, t.ID)
 		}
 		// The key of the definition it runs now, and of those it
@@ -163,8 +166,12 @@ func uncache(w *Workflow, paths []string, required bool) []Effect {
 // or served from the cache, under the key of then, which uncache purges
 // too. A task served from the cache has its entry name the workflow that
 // cached it, which masks nothing: a hit reads that workflow, and would
-// serve what this one found secret. A definition that does not parse
-// keeps nothing: uncache keys such a workflow's tasks by their own
+// serve what this one found secret. Where next does not parse, each task
+// completed then is marked KeysKept: every key it was cached, or served,
+// under is known without a definition, and its purge needs no read of
+// every cache entry; one that completes after, under a definition only
+// an earlier version read, is not. A definition w holds that does not
+// parse keeps nothing: uncache keys such a workflow's tasks by their own
 // configuration alone.
 func keepCacheKeys(w *Workflow, next []byte) {
 	before, err := w.planFor()
@@ -176,16 +183,23 @@ func keepCacheKeys(w *Workflow, next []byte) {
 		if t.Status != conductor.TaskCompleted || len(t.Config) > 0 { // a dynamic task carries its own configuration
 			continue
 		}
-		was := before.config(t)
-		if was == nil || !cachesOutput(was, t.Type) || slices.Contains(t.CacheKeys, was.CacheConfig.Key) {
-			continue
+		var keep string
+		if was := before.config(t); was != nil && cachesOutput(was, t.Type) && !slices.Contains(t.CacheKeys, was.CacheConfig.Key) {
+			if now := after.config(t); now == nil || !cachesOutput(now, t.Type) || now.CacheConfig.Key != was.CacheConfig.Key {
+				keep = was.CacheConfig.Key
+			}
 		}
-		if now := after.config(t); now != nil && cachesOutput(now, t.Type) && now.CacheConfig.Key == was.CacheConfig.Key {
+		if keep == "" && (after != nil || t.KeysKept) {
 			continue
 		}
 		// Tasks are shared with earlier states: copy before changing.
 		c := *t
-		c.CacheKeys = append(slices.Clip(t.CacheKeys), was.CacheConfig.Key)
+		if keep != "" {
+			c.CacheKeys = append(slices.Clip(t.CacheKeys), keep)
+		}
+		if after == nil {
+			c.KeysKept = true
+		}
 		w.Tasks[i] = &c
 	}
 }

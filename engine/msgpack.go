@@ -19,7 +19,7 @@ func (t *Task) EncodeMsgpack(e *msgpack.Encoder) error {
 		t.Iteration != 0, t.Domain != "", t.WorkerID != "", t.Reason != "", t.CallbackAfterSeconds != 0,
 		t.FirstScheduled != 0, t.AvailableAt != 0, t.StartTime != 0, t.FirstStartTime != 0, t.EndTime != 0,
 		len(t.Config) > 0, len(t.TaskDef) > 0, t.SubWorkflowID != "", t.ParentTaskID != "", len(t.Logs) > 0, t.StartDelay != 0,
-		len(t.Resolved) > 0, t.Case != "", t.CaseDefault, len(t.Forked) > 0, len(t.SealedReads) > 0, len(t.CacheKeys) > 0)
+		len(t.Resolved) > 0, t.Case != "", t.CaseDefault, len(t.Forked) > 0, len(t.SealedReads) > 0, len(t.CacheKeys) > 0, t.KeysKept)
 	w.Str("id", t.ID, false)
 	w.Str("ref", t.Ref, false)
 	w.Str("name", t.Name, false)
@@ -60,6 +60,7 @@ func (t *Task) EncodeMsgpack(e *msgpack.Encoder) error {
 	w.Value("fork", t.Forked, len(t.Forked) == 0)
 	w.Value("srd", t.SealedReads, len(t.SealedReads) == 0)
 	w.Value("ckeys", t.CacheKeys, len(t.CacheKeys) == 0)
+	w.Bool("kkept", t.KeysKept)
 	return w.Err()
 }
 

@@ -205,6 +205,12 @@ type Task struct {
 	// another one or none: its output was cached, or served from the
 	// cache, under one of them (see Uncache).
 	CacheKeys []string `msgpack:"ckeys,omitempty"`
+	// KeysKept: it had completed when an upgrade replaced its workflow's
+	// definition by one that does not parse, which kept its key of then
+	// in CacheKeys, if it had one: every key its output was cached, or
+	// served, under is known without the definition, and uncache purges
+	// it by key alone, not by a read of every cache entry (UncacheTasks).
+	KeysKept bool `msgpack:"kkept,omitempty"`
 }
 
 // Terminal reports whether the workflow has finished.

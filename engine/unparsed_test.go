@@ -321,10 +321,15 @@ func TestUncacheWithoutItsDefinition(t *testing.T) {
 }
 
 // The outputs a workflow whose definition does not parse masks, of the
-// tasks its definition configures, are purged by its compaction by task
-// (UncacheTasks), since their keys come from the cacheConfig it holds;
-// those of the tasks that carry their own configuration by key, as
-// before. They stayed in the cache, in plain text, until they expired.
+// tasks its definition configures, cannot be keyed without it (their
+// cacheConfig is there), and those of the tasks that carry their own
+// configuration are purged by key as any other. A task that had completed
+// when an upgrade replaced the definition by one that does not parse has
+// its key of then kept (Task.CacheKeys), and is purged by that key alone:
+// its compaction read every entry of the cache for it, a scan of the
+// bucket (33 µs an entry). One completed under the definition that does
+// not parse (recorded by an earlier version, which read it) is found by
+// that scan (UncacheTasks), by the task each entry names.
 func TestUncacheByTaskWithoutItsDefinition(t *testing.T) {
 	t.Parallel()
 	const def = `{"name":"cached","tasks":[` + cachingFork + `,
@@ -333,50 +338,59 @@ func TestUncacheByTaskWithoutItsDefinition(t *testing.T) {
 	 {"name":"hold","taskReferenceName":"hold","type":"WAIT"}]}`
 	input := cachingForkInput()
 	for _, bad := range []string{`{"name":"cached","tasks":[{"name":"a",`, `{"name":"cached","tasks":"none"}`} {
-		t.Run(bad, func(t *testing.T) {
-			t.Parallel()
-			h := newHarness(t, def, input)
-			h.complete("fetch", map[string]any{"token": "found-secret-later"})
-			dynamic := effectsOf[engine.CacheOutput](h.last)
-			h.complete("fetch_def", map[string]any{"token": "found-secret-later"})
-			configured := effectsOf[engine.CacheOutput](h.last)
-			h.complete("plain", map[string]any{"token": "found-secret-later"})
-			if len(dynamic) != 1 || len(configured) != 1 || len(effectsOf[engine.CacheOutput](h.last)) != 0 {
-				t.Fatalf("cache effects %+v, %+v", dynamic, configured)
-			}
-			var paths []string
-			for _, ref := range []string{"fetch", "fetch_def", "plain"} {
-				paths = append(paths, "task/"+h.task(ref).ID+"/output.token")
-			}
-			h.decide(engine.ValuesFound{From: "parent", Masked: &schemas.ValuesMasked{Paths: paths}})
-			w, err := engine.ApplyRecord(h.w, []schemas.Event{&schemas.WorkflowUpgraded{Def: []byte(bad), Time: 5},
-				&schemas.WorkflowStatusChanged{Status: conductor.WorkflowTerminated, Reason: "stop", Time: 5}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			dec, err := engine.Decide(engine.Input{State: w, Trigger: engine.Compact{}, Now: time.UnixMilli(10)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			// plain caches nothing, but that is in the definition too.
-			want := engine.UncacheTasks{WorkflowID: w.ID, TaskIDs: []string{h.task("fetch_def").ID, h.task("plain").ID}, Required: true}
-			byTask := effectsOf[engine.UncacheTasks](dec)
-			if len(byTask) != 1 || !reflect.DeepEqual(byTask[0], want) {
-				t.Errorf("purges by task %+v, want %+v", byTask, want)
-			}
-			// The upgrade onto the definition that does not parse kept
-			// fetch_def's key of then (Task.CacheKeys): it is purged by
-			// key as well as by task.
-			byKey := effectsOf[engine.UncacheOutput](dec)
-			for _, key := range []string{dynamic[0].Key, configured[0].Key} {
-				if !slices.Contains(byKey, engine.UncacheOutput{Key: key, Required: true}) {
-					t.Errorf("purges by key %+v, want %s's among them", byKey, key)
+		for name, completedUnder := range map[string]bool{"completed before the upgrade": false, "one completed under it": true} {
+			t.Run(bad+"/"+name, func(t *testing.T) {
+				t.Parallel()
+				h := newHarness(t, def, input)
+				h.complete("fetch", map[string]any{"token": "found-secret-later"})
+				dynamic := effectsOf[engine.CacheOutput](h.last)
+				h.complete("fetch_def", map[string]any{"token": "found-secret-later"})
+				configured := effectsOf[engine.CacheOutput](h.last)
+				h.complete("plain", map[string]any{"token": "found-secret-later"})
+				if len(dynamic) != 1 || len(configured) != 1 || len(effectsOf[engine.CacheOutput](h.last)) != 0 {
+					t.Fatalf("cache effects %+v, %+v", dynamic, configured)
 				}
-			}
-			if len(byKey) != 2 {
-				t.Errorf("purges by key %+v, want the dynamic fork's task's and fetch_def's kept key", byKey)
-			}
-		})
+				var paths []string
+				for _, ref := range []string{"fetch", "fetch_def", "plain"} {
+					paths = append(paths, "task/"+h.task(ref).ID+"/output.token")
+				}
+				h.decide(engine.ValuesFound{From: "parent", Masked: &schemas.ValuesMasked{Paths: paths}})
+				evs := []schemas.Event{&schemas.WorkflowUpgraded{Def: []byte(bad), Time: 5}}
+				hold := h.task("hold").ID
+				if completedUnder {
+					evs = append(evs, &schemas.TaskUpdated{TaskID: hold, Status: conductor.TaskCompleted, Output: map[string]any{"token": "found-secret-later"}, Time: 5},
+						&schemas.ValuesMasked{Paths: []string{"task/" + hold + "/output.token"}})
+				}
+				evs = append(evs, &schemas.WorkflowStatusChanged{Status: conductor.WorkflowTerminated, Reason: "stop", Time: 5})
+				w, err := engine.ApplyRecord(h.w, evs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				dec, err := engine.Decide(engine.Input{State: w, Trigger: engine.Compact{}, Now: time.UnixMilli(10)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				byTask := effectsOf[engine.UncacheTasks](dec)
+				switch want := (engine.UncacheTasks{WorkflowID: w.ID, TaskIDs: []string{hold}, Required: true}); {
+				case !completedUnder && len(byTask) != 0:
+					t.Errorf("purges by task %+v, want none: the upgrade kept the keys of the tasks completed before it", byTask)
+				case completedUnder && (len(byTask) != 1 || !reflect.DeepEqual(byTask[0], want)):
+					t.Errorf("purges by task %+v, want %+v", byTask, want)
+				}
+				// The upgrade onto the definition that does not parse kept
+				// fetch_def's key of then (Task.CacheKeys); plain had
+				// none.
+				byKey := effectsOf[engine.UncacheOutput](dec)
+				for _, key := range []string{dynamic[0].Key, configured[0].Key} {
+					if !slices.Contains(byKey, engine.UncacheOutput{Key: key, Required: true}) {
+						t.Errorf("purges by key %+v, want %s's among them", byKey, key)
+					}
+				}
+				if len(byKey) != 2 {
+					t.Errorf("purges by key %+v, want the dynamic fork's task's and fetch_def's kept key", byKey)
+				}
+			})
+		}
 	}
 }
 

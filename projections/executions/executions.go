@@ -65,8 +65,12 @@ const (
 // the compaction list (engine.Workflow.AwaitsCompaction), and whether a
 // compaction shredded nothing (engine.Workflow.ShreddedNothing, without
 // which a task's late log line is refused): stored before, a state lacks
-// the keys and that mark, and the list those workflows.
-const layout = 9
+// the keys and that mark, and the list those workflows; 10 which tasks
+// had completed when an upgrade replaced their workflow's definition by
+// one that does not parse (engine.Task.KeysKept), whose outputs are
+// purged by key alone: stored before, a state lacks the mark, and the
+// compaction of such a workflow reads every cache entry for them.
+const layout = 10
 
 // The legacy compaction list shares its prefix with the task statistics
 // index (prefixTaskStat, "k/<len>…"), whose length byte sorts below every
