@@ -98,6 +98,21 @@ func Uncache(w *Workflow, masked *schemas.ValuesMasked) []Effect {
 	return uncache(w, masked.Paths, false)
 }
 
+// UncacheServed returns the purges of the output task taskID of w was
+// completed with from the cache, Required, for a decision that completed
+// it so and records its output redacted: a value of it is one the
+// decision seals, or one w knows to be secret. w then masks nothing there
+// (no ValuesMasked, which Uncache reads, and recovery and the compaction
+// after it), and the entry names the workflow that cached it, which
+// masks nothing either: a hit would serve it. Nothing performs the purge
+// again once the decision is recorded, which waits for it.
+func UncacheServed(w *Workflow, taskID string) []Effect {
+	if w == nil {
+		return nil
+	}
+	return uncache(w, []string{"task/" + taskID + "/output"}, true)
+}
+
 // uncache returns the purges of the cached outputs of w's tasks in which
 // paths mark a value, each key once, and those of the tasks that cannot
 // be keyed without w's definition, which does not parse, by task: a task

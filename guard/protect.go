@@ -156,6 +156,17 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, dec engine
 			dec.Effects = append(dec.Effects, engine.Uncache(state, vm)...)
 		}
 	}
+	// A task this decision completed from the cache with an output it
+	// redacted: the entry, another workflow's maybe, holds the value.
+	for i, ev := range events {
+		s, ok := ev.(*schemas.TaskScheduled)
+		if !ok || s.Status != conductor.TaskCompleted {
+			continue
+		}
+		if r, ok := out[i].(*schemas.TaskScheduled); !ok || !engine.SameMap(s.Output, r.Output) {
+			dec.Effects = append(dec.Effects, engine.UncacheServed(state, s.TaskID)...)
+		}
+	}
 	if endsEnded(before, out) {
 		// What redaction looks for is plaintext, or derived from it: an
 		// ended workflow's goes now, not when the memo table fills. A
