@@ -75,7 +75,7 @@ func (s *Server) testWorkflow(w http.ResponseWriter, r *http.Request) {
 	}
 	var view any
 	if err == nil {
-		view, err = redactedView(wf.Conductor(true), masking.NewRedactor(hidden...))
+		view, err = redactedView(wf.Conductor(true), masking.NewRedactor(masking.WithParts(hidden)...))
 	}
 	if err != nil {
 		s.writeError(w, r, err)

@@ -153,7 +153,18 @@ func (m *memo) setPendingKey(id string, epoch int) {
 	m.pending, m.pendingEpoch = id, epoch
 }
 
-// add remembers v for redaction to look for, and v without the
+// add remembers v and its parts (masking.Parts: the user and the password
+// of a user:password, a query's parameters), each as addSpellings does,
+// for redaction to look for: a part the definition spells is public on
+// its own.
+func (m *memo) add(v []byte) {
+	m.addSpellings(v)
+	for _, p := range masking.Parts(v) {
+		m.addSpellings(p)
+	}
+}
+
+// addSpellings remembers v for redaction to look for, and v without the
 // whitespace around it when it has some: a value stored with its file's
 // newline or a pasted space reaches text without it (Go's net/http sends
 // an HTTP task's header value trimmed, and a server echoes it so; a
@@ -164,7 +175,7 @@ func (m *memo) setPendingKey(id string, epoch int) {
 // redaction's forms of v (the decoded text alone) do not find. Each is
 // public or not on its own: a definition may spell the trimmed or the
 // decoded value.
-func (m *memo) add(v []byte) {
+func (m *memo) addSpellings(v []byte) {
 	m.addValue(v)
 	if t := bytes.TrimSpace(v); len(t) < len(v) {
 		m.addValue(t)

@@ -1769,7 +1769,8 @@ func findValues(w *engine.Workflow, values [][]byte, shred bool, known *masking.
 // textFinder reports whether a text is or holds one of values, plain or
 // in a form redaction looks for (masking.Redactor: JSON-escaped,
 // URL-encoded, base64; a value shorter than masking.MinLength is not
-// looked for): a value written before it was known to be secret is marked
+// looked for), or a part of one that redaction looks for (masking.Parts):
+// a value written before it was known to be secret is marked
 // where redaction would have masked it ("Bearer <v>", "Basic <base64 of
 // user:v>"). known, the workflow's redactor, looks for values among others
 // and is built already: a text it leaves as it is holds no form of them,
@@ -1795,7 +1796,7 @@ func (f *textFinder) holds(s string) bool {
 		return false
 	}
 	if f.r == nil {
-		f.r = masking.NewRedactor(f.values...)
+		f.r = masking.NewRedactor(masking.WithParts(f.values)...)
 	}
 	return f.r.String(s) != s
 }

@@ -5,10 +5,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/internal/leaktest"
+	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
 )
 
@@ -27,21 +29,7 @@ func TestDecodedUserinfoRedacted(t *testing.T) {
 		"usr":  "https://${workflow.secrets.usr}:public@host/a",
 		"cred": "https://${workflow.secrets.cred}@host/a",
 	}
-	input, deferred := map[string]any{}, [][]any{}
-	for k, uri := range uris {
-		input[k] = uri
-		deferred = append(deferred, []any{k})
-	}
-	w := applyAll(t, nil,
-		&schemas.WorkflowStarted{WorkflowID: "wf-userinfo", Name: "w", Version: 1,
-			Def: []byte(`{"name":"w","version":1,"tasks":[{"name":"call","taskReferenceName":"call","type":"HTTP"}]}`)},
-		&schemas.TaskScheduled{TaskID: "t1", Ref: "call", Name: "call", Type: "HTTP", Status: "SCHEDULED",
-			Input: input, Deferred: deferred, Time: 1})
-	live := New(Config{Secrets: src, Authz: allowAll{}})
-	in, refs, err := live.Prepare(ctx, w, w.Tasks[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	live, w, recorded, in := handOffURIs(t, `{"name":"w","version":1,"tasks":[{"name":"call","taskReferenceName":"call","type":"HTTP"}]}`, src, uris)
 	// What the server echoes: the header Go builds from each uri.
 	echoed := map[string]any{}
 	for k := range uris {
@@ -52,8 +40,6 @@ func TestDecodedUserinfoRedacted(t *testing.T) {
 		pass, _ := u.User.Password()
 		echoed[k] = "Basic " + base64.StdEncoding.EncodeToString([]byte(u.User.Username()+":"+pass))
 	}
-	recorded := applyAll(t, w, &schemas.TaskStarted{TaskID: "t1", WorkerID: "system", Time: 2, Resolved: refs})
-
 	for _, tc := range resolvedGuards(live, src, w, recorded) {
 		dec, err := tc.g.Protect(ctx, tc.before, engine.Decision{Events: []schemas.Event{
 			&schemas.TaskUpdated{TaskID: "t1", Status: "COMPLETED", Time: 3, Output: map[string]any{"authorization": echoed}},
@@ -74,4 +60,94 @@ func TestDecodedUserinfoRedacted(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A whole user:password secret as a uri's userinfo reaches the server as
+// the user and the password apart (Go's Basic Authorization header), and
+// a server that decodes the header echoes them as separate fields: the
+// password has every form of its own redacted (here as .NET's JSON and in
+// base64, as the whole value's would be), the user too when it is at
+// least masking.MinLength bytes long and the definition does not spell
+// it, right after the hand-off and with what redaction looks for rebuilt
+// from the log's record of the resolution.
+func TestUserinfoHalvesRedacted(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tests := []struct {
+		key, value string
+		userKept   bool
+	}{
+		{"long", "svcadm1n:Qz7'pLm:9xR+Tv&w", false}, // the password holds ':', as Go reads it
+		{"floor", "alice9:k3Y8wQ2r", false},
+		{"short", "bob12:k4Y9wQ3r", true},
+		{"public", "deploy-bot:Mx9Lq7Zp", true},
+	}
+	src, uris := fakeSecrets{}, map[string]string{}
+	for _, tt := range tests {
+		src[tt.key] = tt.value
+		uris[tt.key] = "https://${workflow.secrets." + tt.key + "}@host/a"
+	}
+	live, w, recorded, in := handOffURIs(t, `{"name":"w","version":1,"description":"calls as deploy-bot","tasks":[{"name":"call","taskReferenceName":"call","type":"HTTP"}]}`, src, uris)
+	// What the server echoes: the user and the password of each uri's
+	// header, decoded, and the password in base64 and as .NET writes JSON.
+	echoed := map[string]any{}
+	for _, tt := range tests {
+		u, err := url.Parse(in[tt.key].(string))
+		if err != nil {
+			t.Fatalf("%s: %v", tt.key, err)
+		}
+		pass, _ := u.User.Password()
+		echoed[tt.key] = map[string]any{"user": u.User.Username(), "password": pass,
+			"b64": base64.StdEncoding.EncodeToString([]byte(pass)), "log": `{"password":"` + leaktest.DotNetJSON(pass) + `"}`}
+	}
+	for _, tc := range resolvedGuards(live, src, w, recorded) {
+		dec, err := tc.g.Protect(ctx, tc.before, engine.Decision{Events: []schemas.Event{
+			&schemas.TaskUpdated{TaskID: "t1", Status: "COMPLETED", Time: 3, Output: echoed},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := dec.Events[0].(*schemas.TaskUpdated).Output
+		for _, tt := range tests {
+			got := out[tt.key].(map[string]any)
+			user, pass, _ := strings.Cut(tt.value, ":")
+			wantUser := masking.Mask
+			if tt.userKept {
+				wantUser = user
+			}
+			if got["user"] != wantUser || got["password"] != masking.Mask || got["log"] != `{"password":"***"}` {
+				t.Errorf("%s: %s: user %q password %q log %q, want user %q and the password ***", tc.name, tt.key, got["user"], got["password"], got["log"], wantUser)
+			}
+			raw, _ := json.Marshal(got)
+			sc := leaktest.New([]byte(pass))
+			sc.Scan("the output", raw)
+			for _, h := range sc.Hits() {
+				t.Errorf("%s: %s: the password: %s", tc.name, tt.key, h)
+			}
+		}
+	}
+}
+
+// handOffURIs hands an HTTP task off, its input's fields the uris
+// resolved from src, in a workflow of definition def: the guard that
+// resolved them, the workflow before and after the take's record, and the
+// input handed.
+func handOffURIs(t *testing.T, def string, src fakeSecrets, uris map[string]string) (live *Guard, w, recorded *engine.Workflow, in map[string]any) {
+	t.Helper()
+	input, deferred := map[string]any{}, [][]any{}
+	for k, uri := range uris {
+		input[k] = uri
+		deferred = append(deferred, []any{k})
+	}
+	w = applyAll(t, nil,
+		&schemas.WorkflowStarted{WorkflowID: "wf-userinfo", Name: "w", Version: 1, Def: []byte(def)},
+		&schemas.TaskScheduled{TaskID: "t1", Ref: "call", Name: "call", Type: "HTTP", Status: "SCHEDULED",
+			Input: input, Deferred: deferred, Time: 1})
+	live = New(Config{Secrets: src, Authz: allowAll{}})
+	in, refs, err := live.Prepare(context.Background(), w, w.Tasks[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded = applyAll(t, w, &schemas.TaskStarted{TaskID: "t1", WorkerID: "system", Time: 2, Resolved: refs})
+	return live, w, recorded, in
 }

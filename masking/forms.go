@@ -64,20 +64,6 @@ func forms(v []byte) (out []string, wrapped []base64Form) {
 	if plus := percentDecode(s, true); plus != s && plus != dec {
 		out = appendJSONForms(append(out, plus), plus)
 	}
-	// A value holding '&', '#', '?' or '=', written into an HTTP task's uri as
-	// it is, reaches the server cut there: a query's parameters are split
-	// at '&' and each at its first '=', a fragment ('#') is not sent, a
-	// '?' in the path starts the query. An answer quoting the parsed query
-	// back (Go's URL.Query, Python's parse_qs) holds the pieces, none of
-	// them the whole value.
-	for _, p := range uriPieces(s) {
-		out = appendJSONForms(append(out, p), p)
-		for _, d := range []string{percentDecode(p, false), percentDecode(p, true)} {
-			if d != p {
-				out = appendJSONForms(append(out, d), d)
-			}
-		}
-	}
 	// RFC 3986 makes percent-encoding's hex digits case-insensitive, and
 	// some encoders write them in lower case.
 	if strings.ContainsFunc(s, percentEscaped) {
@@ -169,24 +155,6 @@ func percentDecode(s string, plus bool) string {
 		}
 	}
 	return b.String()
-}
-
-// uriPieces returns the pieces a server that parses a uri holding s
-// reads: s cut at '&', '#' and '?', and each piece at its first '='
-// (a value that is a whole query, key=value). Pieces shorter than
-// MinLength are left to With, which drops them.
-func uriPieces(s string) []string {
-	if !strings.ContainsAny(s, "&#?=") {
-		return nil
-	}
-	var out []string
-	for p := range strings.FieldsFuncSeq(s, func(r rune) bool { return r == '&' || r == '#' || r == '?' }) {
-		out = append(out, p)
-		if k, v, ok := strings.Cut(p, "="); ok {
-			out = append(out, k, v)
-		}
-	}
-	return out
 }
 
 func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }

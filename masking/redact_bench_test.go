@@ -40,7 +40,8 @@ func BenchmarkRedactClean(b *testing.B) {
 // encoder writes them as they are) and for values with characters each
 // encoder writes its own way, with and without a run that all of them
 // leave alone long enough to stand for the value's forms (see
-// appendSearch) (go test -bench RedactString ./masking).
+// appendSearch), the redactor built as the guard builds it, of the values
+// and their parts (go test -bench RedactString ./masking).
 func BenchmarkRedactString(b *testing.B) {
 	for _, kind := range []struct{ name, format string }{
 		{"plain", "secret-value-%02d"},
@@ -52,7 +53,7 @@ func BenchmarkRedactString(b *testing.B) {
 			for i := range values {
 				vs = append(vs, []byte(fmt.Sprintf(kind.format, i)))
 			}
-			r := NewRedactor(vs...)
+			r := NewRedactor(WithParts(vs)...)
 			for _, size := range []int{1 << 10, 16 << 10} {
 				text := strings.Repeat("nothing to hide ", size/16)
 				b.Run(fmt.Sprintf("%s/values=%d/bytes=%d", kind.name, values, size), func(b *testing.B) {
@@ -70,14 +71,15 @@ func BenchmarkRedactString(b *testing.B) {
 
 // BenchmarkRedactorWith measures extending a workflow's redactor by one
 // value, as each resolution and each sealed value does, for a value that
-// every encoder writes as it is and for one that each writes its own way
-// (go test -bench RedactorWith ./masking).
+// every encoder writes as it is and for one that each writes its own way,
+// with its parts, as the guard extends it (go test -bench RedactorWith
+// ./masking).
 func BenchmarkRedactorWith(b *testing.B) {
 	base := NewRedactor([]byte("bench-user-4f1d"), []byte("bench-password-9a07c3e2"))
 	for _, v := range []string{"session-6f9c2a71-0b3e-4d55-9e0f-2b8c1d7a4e63", `p@ss w!rd&"é/Tr0ub4dor`} {
 		b.Run(fmt.Sprintf("bytes=%d", len(v)), func(b *testing.B) {
 			for b.Loop() {
-				_ = base.With([]byte(v))
+				_ = base.With(WithParts([][]byte{[]byte(v)})...)
 			}
 		})
 	}
