@@ -89,7 +89,8 @@ func pieces(s string) []string {
 // \u002B) and decomposed (NFD; a secret of accented letters too), in its
 // output and a log line; a secret holding a quote goes into an INLINE's
 // string, which the quote ends, the name after it failing the script (a
-// name spelt with an escape too, which the script's error decodes), and
+// name spelt with an escape too, which the script's error decodes), or
+// returned as the message of the error the script catches, and
 // into a jq query's, the @format after it failing the query; a script
 // parses a secret that is not JSON; a
 // worker's _secrets value too, and a DECISION's case comes from it. A task
@@ -119,6 +120,7 @@ func TestLeakShapes(t *testing.T) {
 	esc := `p4ss'+\u0071` + escName[1:] + "+'" // the script's error quotes the name as read: escName
 	fmtName := "f" + alnum(11)                 // a jq query's @format once the secret jqf is spliced into it
 	jqf := `p4ss" + @` + fmtName + ` + "`
+	name6, name5 := "k"+alnum(5), "k"+alnum(4) // the names of two more such secrets: at the floor and shorter
 	labelled := map[string]string{"data": data, "byref": byref, "uni": uni, "uni-nfd": norm.NFD.String(uni), "quo": quo, "quo-name": name,
 		"esc": esc, "esc-name": escName, "jqf": jqf, "jqf-name": fmtName, "sp-trimmed": strings.TrimSpace(vals["sp"])}
 	for k, v := range vals {
@@ -163,6 +165,8 @@ func TestLeakShapes(t *testing.T) {
 	e.putSecret("quo", quo)
 	e.putSecret("esc", esc)
 	e.putSecret("jqf", jqf)
+	e.putSecret("quo6", "p4ss'+"+name6+"+'")
+	e.putSecret("quo5", "p4ss'+"+name5+"+'")
 	call := func(ref, value, fail string) string {
 		return fmt.Sprintf(`{"name":"http","taskReferenceName":"%s","type":"HTTP","optional":true,"inputParameters":{"http_request":{
 		  "uri":"%s/p/%s?q=%s%s","method":"POST","headers":{"X-S":"%s"},"body":{"s":"%s"}}}}`, ref, remote.URL, value, value, fail, value, value)
@@ -178,6 +182,7 @@ func TestLeakShapes(t *testing.T) {
 		  "inputParameters":{"evaluatorType":"javascript","expression":"'${workflow.secrets.quo}'.length"}}`,
 		`{"name":"inl","taskReferenceName":"inl_esc","type":"INLINE","optional":true,
 		  "inputParameters":{"evaluatorType":"javascript","expression":"'${workflow.secrets.esc}'.length"}}`,
+		catchShape("quo"), catchShape("esc"), catchShape("quo6"), catchShape("quo5"),
 		`{"name":"jq","taskReferenceName":"jq_fmt","type":"JSON_JQ_TRANSFORM","optional":true,
 		  "inputParameters":{"queryExpression":"\"${workflow.secrets.jqf}\""}}`,
 		`{"name":"inl","taskReferenceName":"inl_json","type":"INLINE","optional":true,
@@ -237,6 +242,14 @@ func TestLeakShapes(t *testing.T) {
 			t.Errorf("%s, the INLINE whose string the secret ends: %s %q", ref, inl.Status, inl.ReasonForIncompletion)
 		}
 	}
+	// A script that catches the error returns its message, whose name,
+	// a part of the secret, is redacted from 6 bytes on.
+	for ref, want := range map[string]string{"catch_quo": "*** is not defined", "catch_esc": "*** is not defined",
+		"catch_quo6": "*** is not defined", "catch_quo5": name5 + " is not defined"} {
+		if inl := taskByRef(wf, ref); inl.Status != conductor.TaskCompleted || inl.OutputData["result"] != want {
+			t.Errorf("%s, the INLINE that catches the error of the secret's name: %s %v, want the result %q", ref, inl.Status, inl.OutputData, want)
+		}
+	}
 	if jq := taskByRef(wf, "jq_fmt"); !strings.Contains(jq.ReasonForIncompletion, "format not defined") {
 		t.Errorf("the JSON_JQ_TRANSFORM whose string the secret ends: %s %q", jq.Status, jq.ReasonForIncompletion)
 	}
@@ -279,4 +292,12 @@ func TestLeakShapes(t *testing.T) {
 		e.must(http.StatusOK, "GET", "/api/tasks/"+tk.TaskID+"/log", nil)
 	}
 	n.scanEverything(t, scanners, names)
+}
+
+// catchShape is an INLINE task that splices secret into a string of its
+// script, calls a function with it and returns the message of the error
+// it catches: catch_<secret>.
+func catchShape(secret string) string {
+	return `{"name":"inl","taskReferenceName":"catch_` + secret + `","type":"INLINE","inputParameters":{"evaluatorType":"javascript",
+	  "expression":"function f(s) { return s } try { f('${workflow.secrets.` + secret + `}') } catch (e) { e.message }"}}`
 }

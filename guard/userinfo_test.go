@@ -29,7 +29,7 @@ func TestDecodedUserinfoRedacted(t *testing.T) {
 		"usr":  "https://${workflow.secrets.usr}:public@host/a",
 		"cred": "https://${workflow.secrets.cred}@host/a",
 	}
-	live, w, recorded, in := handOffURIs(t, `{"name":"w","version":1,"tasks":[{"name":"call","taskReferenceName":"call","type":"HTTP"}]}`, src, uris)
+	live, w, recorded, in := handOff(t, `{"name":"w","version":1,"tasks":[{"name":"call","taskReferenceName":"call","type":"HTTP"}]}`, "HTTP", src, uris)
 	// What the server echoes: the header Go builds from each uri.
 	echoed := map[string]any{}
 	for k := range uris {
@@ -87,7 +87,7 @@ func TestUserinfoHalvesRedacted(t *testing.T) {
 		src[tt.key] = tt.value
 		uris[tt.key] = "https://${workflow.secrets." + tt.key + "}@host/a"
 	}
-	live, w, recorded, in := handOffURIs(t, `{"name":"w","version":1,"description":"calls as deploy-bot","tasks":[{"name":"call","taskReferenceName":"call","type":"HTTP"}]}`, src, uris)
+	live, w, recorded, in := handOff(t, `{"name":"w","version":1,"description":"calls as deploy-bot","tasks":[{"name":"call","taskReferenceName":"call","type":"HTTP"}]}`, "HTTP", src, uris)
 	// What the server echoes: the user and the password of each uri's
 	// header, decoded, and the password in base64 and as .NET writes JSON.
 	echoed := map[string]any{}
@@ -128,20 +128,20 @@ func TestUserinfoHalvesRedacted(t *testing.T) {
 	}
 }
 
-// handOffURIs hands an HTTP task off, its input's fields the uris
-// resolved from src, in a workflow of definition def: the guard that
-// resolved them, the workflow before and after the take's record, and the
-// input handed.
-func handOffURIs(t *testing.T, def string, src fakeSecrets, uris map[string]string) (live *Guard, w, recorded *engine.Workflow, in map[string]any) {
+// handOff hands task t1 (call, of type typ) off, its input's fields the
+// texts of fields resolved from src, in a workflow of definition def: the
+// guard that resolved them, the workflow before and after the take's
+// record, and the input handed.
+func handOff(t *testing.T, def, typ string, src fakeSecrets, fields map[string]string) (live *Guard, w, recorded *engine.Workflow, in map[string]any) {
 	t.Helper()
 	input, deferred := map[string]any{}, [][]any{}
-	for k, uri := range uris {
-		input[k] = uri
+	for k, text := range fields {
+		input[k] = text
 		deferred = append(deferred, []any{k})
 	}
 	w = applyAll(t, nil,
-		&schemas.WorkflowStarted{WorkflowID: "wf-userinfo", Name: "w", Version: 1, Def: []byte(def)},
-		&schemas.TaskScheduled{TaskID: "t1", Ref: "call", Name: "call", Type: "HTTP", Status: "SCHEDULED",
+		&schemas.WorkflowStarted{WorkflowID: "wf-handoff", Name: "w", Version: 1, Def: []byte(def)},
+		&schemas.TaskScheduled{TaskID: "t1", Ref: "call", Name: "call", Type: typ, Status: "SCHEDULED",
 			Input: input, Deferred: deferred, Time: 1})
 	live = New(Config{Secrets: src, Authz: allowAll{}})
 	in, refs, err := live.Prepare(context.Background(), w, w.Tasks[0])

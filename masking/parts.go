@@ -1,8 +1,13 @@
 package masking
 
 import (
+	"bytes"
+	"encoding/json"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Parts returns the parts of v that reach text without the rest of v, at
@@ -24,6 +29,21 @@ import (
 //     a fragment ('#') is not sent, a '?' in the path starts the query,
 //     and an answer quoting the parsed query back (Go's URL.Query,
 //     Python's parse_qs) holds the pieces.
+//
+// A value spliced into a string of a script's text (an INLINE's
+// expression, handed off with its references resolved) is code past a
+// character of its own that ends the string: a quote (', ", `), or ${ in
+// a template. The script's errors quote the name or the number they
+// stopped at (ReferenceError: w0rdX9 is not defined), which a script that
+// catches the error returns as its result: a value holding such a
+// character is cut into the runs of the characters a JavaScript name or
+// number is made of but '.' (notScriptToken), which a member access cuts
+// a name at. A value without one stays in the string, and is not cut:
+// its words (session-1-5d0c9e) are no secret of their own, and would be
+// looked for in all the workflow writes, a member named session
+// included. Nor is a JSON object or array, whose member names are its
+// structure: the guard looks for its strings and numbers, each with its
+// own parts.
 func Parts(v []byte) [][]byte {
 	s := string(v)
 	var parts []string
@@ -36,6 +56,14 @@ func Parts(v []byte) [][]byte {
 			if k, v, ok := strings.Cut(p, "="); ok {
 				parts = append(parts, k, v)
 			}
+		}
+	}
+	if endsScriptString(s) && !isJSONDocument(v) {
+		parts = append(parts, strings.FieldsFunc(s, notScriptToken)...)
+		// A name spelt with escapes (w\u0030rd) is quoted as the script
+		// reads it (w0rd).
+		if strings.Contains(s, `\`) {
+			parts = append(parts, strings.FieldsFunc(ScriptUnescaped(s), notScriptToken)...)
 		}
 	}
 	var out [][]byte
@@ -54,6 +82,26 @@ func notUserinfo(r rune) bool {
 	return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune("-._~!$&'()*+,;=:@%", r))
 }
 
+// endsScriptString reports whether s, spliced into a string of a script,
+// ends it.
+func endsScriptString(s string) bool {
+	return strings.ContainsAny(s, "'\"`") || strings.Contains(s, "${")
+}
+
+// isJSONDocument reports whether v is a JSON object or array.
+func isJSONDocument(v []byte) bool {
+	t := bytes.TrimLeft(v, " \t\n\r")
+	return len(t) > 0 && (t[0] == '{' || t[0] == '[') && json.Valid(v)
+}
+
+// notScriptToken reports whether r cuts a value into script tokens: all
+// but the letters, digits, combining marks, '_' and '$' that JavaScript's
+// names and numbers are made of ('.', which a number may hold, cuts the
+// names of a member access).
+func notScriptToken(r rune) bool {
+	return !(unicode.IsLetter(r) || unicode.IsNumber(r) || unicode.IsMark(r) || r == '_' || r == '$')
+}
+
 // WithParts returns values followed by the parts of each (Parts), for a
 // redactor that looks for them all.
 func WithParts(values [][]byte) [][]byte {
@@ -62,4 +110,69 @@ func WithParts(values [][]byte) [][]byte {
 		out = append(out, Parts(v)...)
 	}
 	return out
+}
+
+// ScriptUnescaped is src with each escape read as the character it stands
+// for, in a name or a string: \u0030, \u{30}, \x30, \60 (octal, as a
+// sloppy script's string reads it), \n and its kind, and \q (q itself);
+// a line continuation stands for nothing. An escape it cannot read
+// stands for the character after the backslash.
+func ScriptUnescaped(src string) string {
+	var b strings.Builder
+	for i := 0; i < len(src); i++ {
+		if src[i] != '\\' || i+1 == len(src) {
+			b.WriteByte(src[i])
+			continue
+		}
+		i++
+		r, n := scriptEscape(src[i:])
+		if r >= 0 {
+			b.WriteRune(r)
+		}
+		i += n - 1
+	}
+	return b.String()
+}
+
+// scriptEscape reads the escape that s, the text after a backslash, begins
+// with: the character it stands for (-1 for none) and its length.
+func scriptEscape(s string) (rune, int) {
+	hex := func(digits string) (rune, bool) {
+		v, err := strconv.ParseUint(digits, 16, 32)
+		return rune(v), err == nil && v <= unicode.MaxRune
+	}
+	switch c := s[0]; {
+	case c == 'u' && strings.HasPrefix(s, "u{"):
+		if end := strings.IndexByte(s, '}'); end > 2 {
+			if r, ok := hex(s[2:end]); ok {
+				return r, end + 1
+			}
+		}
+	case c == 'u' && len(s) >= 5:
+		if r, ok := hex(s[1:5]); ok {
+			return r, 5
+		}
+	case c == 'x' && len(s) >= 3:
+		if r, ok := hex(s[1:3]); ok {
+			return r, 3
+		}
+	case '0' <= c && c <= '7':
+		n := 1
+		for n < len(s) && n < 3 && '0' <= s[n] && s[n] <= '7' {
+			n++
+		}
+		v, _ := strconv.ParseUint(s[:n], 8, 32)
+		if v > 0377 {
+			n--
+			v >>= 3
+		}
+		return rune(v), n
+	case c == '\n' || c == '\r':
+		return -1, 1
+	}
+	if i := strings.IndexByte("bfnrtv", s[0]); i >= 0 {
+		return rune("\b\f\n\r\t\v"[i]), 1
+	}
+	r, n := utf8.DecodeRuneInString(s)
+	return r, n
 }

@@ -6,10 +6,12 @@ import (
 	"testing"
 )
 
-// The parts a uri cuts a value into are redacted in every form the value
-// is: the user and the password of a user:password (cut at its first
-// ':', as Go reads a userinfo), and a query's parameters. A part shorter
-// than MinLength is not looked for, one at the floor is.
+// The parts a uri or a script cuts a value into are redacted in every
+// form the value is: the user and the password of a user:password (cut at
+// its first ':', as Go reads a userinfo), a query's parameters, and the
+// names and numbers a script's error quotes, of a value that ends the
+// script's string it is spliced into. A part shorter than MinLength is
+// not looked for, one at the floor is.
 func TestRedactParts(t *testing.T) {
 	t.Parallel()
 	const (
@@ -38,6 +40,21 @@ func TestRedactParts(t *testing.T) {
 		{"a fragment", cut, `fRag22xY`, `***`},
 		{"a whole query's value", "api_key=Zx81Lm0qPw", `Zx81Lm0qPw`, `***`},
 		{"a whole query's key", "api_key=Zx81Lm0qPw", `api_key`, `***`},
+		// A value spliced into a script's string ends it with its quote:
+		// what follows is code, whose error a script that catches it
+		// returns.
+		{"a script's name", `p4ss'+w0rdX9tail+'`, `w0rdX9tail is not defined`, `*** is not defined`},
+		{"a script's name at the floor", `p4ss'+w0rdX9+'`, `ReferenceError: w0rdX9 is not defined`, `ReferenceError: *** is not defined`},
+		{"a script's name shorter", `p4ss'+w0rdX+'`, `ReferenceError: w0rdX is not defined`, `ReferenceError: w0rdX is not defined`},
+		{"a member's name", `p4ss'+a.pr0pX9.x+'`, `Cannot read property 'pr0pX9' of undefined`, `Cannot read property '***' of undefined`},
+		{"a number", `p4ss'+123456()+'`, `TypeError: 123456 is not a function`, `TypeError: *** is not a function`},
+		{"a name spelt with an escape", `p4ss'+\u0071Rt5wX9+'`, `qRt5wX9 is not defined`, `*** is not defined`},
+		{"a name of accented letters", "p4ss\"+Pa\u0308sswo\u0308rt+\"", "Pa\u0308sswo\u0308rt is not defined", `*** is not defined`},
+		{"a name in a template", "p4ss${w0rdX9tail}", `w0rdX9tail is not defined`, `*** is not defined`},
+		// A value that ends no string stays in it, and a JSON document's
+		// member names are its structure: neither is cut into names.
+		{"a value that ends no string", "session-1-5d0c9e", `{"session":"new"}`, `{"session":"new"}`},
+		{"a JSON document", `{"password":"p4ss'w0rdX9"}`, `{"password":"x"}`, `{"password":"x"}`},
 		{"query parameter decoded shorter", "ab12cd&ef%34gh=ij56kl", `ef4gh`, `ef4gh`},
 		{"query parameter decoded", "ab12cd&ef%34gh=ij56kl", `ef4gh=ij56kl ef4gh`, `*** ef4gh`},
 	}

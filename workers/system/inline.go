@@ -7,13 +7,11 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/dop251/goja"
 
+	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
 
@@ -84,8 +82,9 @@ func scriptFailed(t *conductor.Task, err error) conductor.TaskResult {
 // own quote ends the string the author wrote around it
 // ('${workflow.secrets.pw}' with pw = p4ss'+w0rdX9), or its '.' cuts it,
 // and goja's errors quote the name they stopped at (ReferenceError:
-// w0rdX9 is not defined), a part of the value, which redaction, finding
-// whole values only, leaves as it is. Each such name reads ***; names of
+// w0rdX9 is not defined), a part of the value, which redaction looks for
+// only from masking.MinLength bytes on, in a value that ends a string
+// (masking.Parts). Each such name reads ***; names of
 // the configured text, and what the script computed (a message it threw,
 // a property it read from its input), which redaction looks through, are
 // kept. Names are compared whole, and as JavaScript reads their escapes
@@ -130,74 +129,9 @@ var scriptName = regexp.MustCompile(`[\p{L}\p{N}_$]+`)
 func scriptNames(src string) []string {
 	names := scriptName.FindAllString(src, -1)
 	if strings.Contains(src, `\`) {
-		names = append(names, scriptName.FindAllString(jsUnescaped(src), -1)...)
+		names = append(names, scriptName.FindAllString(masking.ScriptUnescaped(src), -1)...)
 	}
 	return names
-}
-
-// jsUnescaped is src with each escape read as the character it stands
-// for, in a name or a string: \u0030, \u{30}, \x30, \60 (octal, as a
-// sloppy script's string reads it), \n and its kind, and \q (q itself);
-// a line continuation stands for nothing. An escape it cannot read
-// stands for the character after the backslash.
-func jsUnescaped(src string) string {
-	var b strings.Builder
-	for i := 0; i < len(src); i++ {
-		if src[i] != '\\' || i+1 == len(src) {
-			b.WriteByte(src[i])
-			continue
-		}
-		i++
-		r, n := jsEscape(src[i:])
-		if r >= 0 {
-			b.WriteRune(r)
-		}
-		i += n - 1
-	}
-	return b.String()
-}
-
-// jsEscape reads the escape that s, the text after a backslash, begins
-// with: the character it stands for (-1 for none) and its length.
-func jsEscape(s string) (rune, int) {
-	hex := func(digits string) (rune, bool) {
-		v, err := strconv.ParseUint(digits, 16, 32)
-		return rune(v), err == nil && v <= unicode.MaxRune
-	}
-	switch c := s[0]; {
-	case c == 'u' && strings.HasPrefix(s, "u{"):
-		if end := strings.IndexByte(s, '}'); end > 2 {
-			if r, ok := hex(s[2:end]); ok {
-				return r, end + 1
-			}
-		}
-	case c == 'u' && len(s) >= 5:
-		if r, ok := hex(s[1:5]); ok {
-			return r, 5
-		}
-	case c == 'x' && len(s) >= 3:
-		if r, ok := hex(s[1:3]); ok {
-			return r, 3
-		}
-	case '0' <= c && c <= '7':
-		n := 1
-		for n < len(s) && n < 3 && '0' <= s[n] && s[n] <= '7' {
-			n++
-		}
-		v, _ := strconv.ParseUint(s[:n], 8, 32)
-		if v > 0377 {
-			n--
-			v >>= 3
-		}
-		return rune(v), n
-	case c == '\n' || c == '\r':
-		return -1, 1
-	}
-	if i := strings.IndexByte("bfnrtv", s[0]); i >= 0 {
-		return rune("\b\f\n\r\t\v"[i]), 1
-	}
-	r, n := utf8.DecodeRuneInString(s)
-	return r, n
 }
 
 // configuredText returns the texts the task was configured with at the
