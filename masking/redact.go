@@ -300,8 +300,21 @@ func commonSuffix(a, b string) string {
 
 // replace redacts s.
 func (r *Redactor) replace(s string) string {
-	held := r.holds(s)
-	if len(r.wrapped) > 0 && (held || strings.ContainsAny(s, "\r\n")) {
+	held, broken := r.holds(s), strings.ContainsAny(s, "\r\n")
+	if held && !broken {
+		// A base64 form lies whole in a text without line breaks, where
+		// the replacer finds it too: a text it leaves as it is holds
+		// none, and is not read again for each base64 form. Past
+		// maxSearch every text is held, and those reads, one for each
+		// form of each value and part, were most of what redacting it
+		// cost.
+		out := r.replacerOnce().Replace(s)
+		if out == s || len(r.wrapped) == 0 {
+			return out
+		}
+		return r.replacerOnce().Replace(r.redactBase64(s))
+	}
+	if broken && len(r.wrapped) > 0 {
 		s = r.redactBase64(s)
 	}
 	if held {
