@@ -363,10 +363,10 @@ func applyStatus(w *Workflow, e *schemas.WorkflowStatusChanged) {
 	switch {
 	case conductor.WorkflowTerminal(e.Status):
 		w.EndTime, w.Reason, w.NoFailureWorkflow = e.Time, e.Reason, e.NoFailureWorkflow
+		w.Output = copyMap(e.Output)
 		if id := failureWorkflowOf(w); id != "" && !slices.Contains(w.FailureWorkflows, id) {
 			w.FailureWorkflows = append(slices.Clip(w.FailureWorkflows), id)
 		}
-		w.Output = copyMap(e.Output)
 		w.FailedTaskRefs, w.FailedTaskNames, w.FailedTaskID = e.FailedTaskRefs, e.FailedTaskNames, e.FailedTaskID
 		if e.Status != conductor.WorkflowCompleted && e.FailedTaskID == "" && !e.NoFailedTask {
 			// Recorded before ends named their task: recovery starting

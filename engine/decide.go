@@ -800,16 +800,6 @@ func (d *decision) resume() error {
 	return nil
 }
 
-// startedFailureWorkflow reports whether the end of w, which ended, started
-// its failure workflow, without reading its definition: FailureWorkflows
-// holds it when the fold read the definition, and the end's output names
-// it also when the definition parses no more (one an earlier version
-// recorded), where the fold found none.
-func startedFailureWorkflow(w *Workflow) bool {
-	id := failureWorkflowID(w)
-	return slices.Contains(w.FailureWorkflows, id) || w.Output[FailureWorkflowOutputKey] == id
-}
-
 // unsuccessful reports a task status that ended the task without success:
 // FAILED, FAILED_WITH_TERMINAL_ERROR, TIMED_OUT or CANCELED.
 func unsuccessful(s string) bool { return conductor.TaskTerminal(s) && !conductor.TaskSuccessful(s) }
@@ -827,7 +817,7 @@ func (d *decision) terminate(t Terminate) error {
 	if t.UnlessResetAfter > 0 && d.w.ResetTime > t.UnlessResetAfter {
 		return fault.Conflict("workflow %s was reset after the parent that terminates it ended", d.w.ID)
 	}
-	if t.TriggerFailureWorkflow && d.plan == nil && d.w.Terminal() && !startedFailureWorkflow(d.w) {
+	if t.TriggerFailureWorkflow && d.plan == nil && d.w.Terminal() && !slices.Contains(d.w.FailureWorkflows, failureWorkflowID(d.w)) {
 		// A failure workflow asked of an ended workflow whose definition
 		// does not parse cannot be started, and the reason it ended with,
 		// which it keeps, cannot say so as a running one's does

@@ -225,17 +225,23 @@ func TellChildren(w *Workflow, refs []schemas.ResolvedRef) []Effect {
 }
 
 // failureWorkflowOf is the id of the failure workflow w's end started,
-// if it ended and started one: derived as the decision that ended it
-// derived it, not read from the output, which outputParameters may also
-// name.
+// if it ended and started one. The end's output names it, whatever the
+// definition now (one an earlier version recorded may parse no more), but
+// only as the id the decision that ended it derived: outputParameters
+// may name another there. Ends recorded before outputs named it are
+// found by the definition.
 func failureWorkflowOf(w *Workflow) string {
 	if !w.Terminal() || w.Status == conductor.WorkflowCompleted || w.NoFailureWorkflow {
 		return "" // without reading the definition
 	}
+	id := failureWorkflowID(w)
+	if w.Output[FailureWorkflowOutputKey] == id {
+		return id
+	}
 	if def, err := w.Def(); err != nil || !startsFailureWorkflow(def, w.Status, w.NoFailureWorkflow) {
 		return ""
 	}
-	return failureWorkflowID(w)
+	return id
 }
 
 func (Dispatch) effectName() string          { return "dispatch" }

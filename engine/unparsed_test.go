@@ -399,10 +399,11 @@ func TestUncacheByTaskWithoutItsDefinition(t *testing.T) {
 // terminated with triggerFailureWorkflow as one whose definition parses
 // is: TERMINATED, the reason it ended with kept, none started again. It
 // was refused (409, "cannot be started"): the start was looked for in
-// FailureWorkflows alone, which the fold fills from the definition, so no
-// state folded since the definition stopped parsing holds it; the end's
-// output names it, as every such end's does. An output naming another
-// workflow there (its outputParameters') is no such start.
+// FailureWorkflows alone, which the fold filled from the definition, so no
+// state folded since the definition stopped parsing held it; the end's
+// output names it, as every such end's does, and the fold reads it there
+// (TestFailureWorkflowOfOneEndedUnderAnEarlierVersionIsTold). An output
+// naming another workflow there (its outputParameters') is no such start.
 func TestTerminateOfOneEndedUnderAnEarlierVersion(t *testing.T) {
 	t.Parallel()
 	ended := func(t *testing.T, def string, output map[string]any) *engine.Workflow {
@@ -432,8 +433,8 @@ func TestTerminateOfOneEndedUnderAnEarlierVersion(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			w := ended(t, `{"name":"w","failureWorkflow":"cleanup","tasks":[{"name":"a",`, map[string]any{engine.FailureWorkflowOutputKey: tc.named})
-			if _, err := w.Def(); err == nil || len(w.FailureWorkflows) != 0 {
-				t.Fatalf("its definition parses, or its fold found failure workflows %v", w.FailureWorkflows)
+			if _, err := w.Def(); err == nil {
+				t.Fatal("its definition parses")
 			}
 			dec, err := engine.Decide(engine.Input{State: w, Trigger: engine.Terminate{Reason: "stop", By: "user:op", TriggerFailureWorkflow: true},
 				Now: time.UnixMilli(10)})
@@ -449,6 +450,89 @@ func TestTerminateOfOneEndedUnderAnEarlierVersion(t *testing.T) {
 			}
 			if s := effectsOf[engine.StartWorkflow](dec); len(s) != 0 {
 				t.Errorf("started %+v", s)
+			}
+		})
+	}
+}
+
+// A workflow ended under a definition that parses no more (one an earlier
+// version recorded) tells the failure workflow its end started of values
+// found to be secret late, as one whose definition parses does, now and
+// in recovery: the fold reads the start from the end's output, which
+// names the id the ending decision derived. The fold read it from the
+// definition alone, found none, and the failure workflow kept the values
+// in its input (the failed workflow's, as given) in plain text. An output
+// naming another id (outputParameters'), or that of a COMPLETED end or of
+// an end that started none, names no start.
+func TestFailureWorkflowOfOneEndedUnderAnEarlierVersionIsTold(t *testing.T) {
+	t.Parallel()
+	const (
+		parses = `{"name":"w","failureWorkflow":"cleanup","tasks":[{"name":"a","taskReferenceName":"a"}]}`
+		bad    = `{"name":"w","failureWorkflow":"cleanup","tasks":[{"name":"a",`
+	)
+	late := []schemas.ResolvedRef{{Kind: masking.KeySecrets, Name: schemas.LateRefPrefix + "0", Sealed: []byte{1, 2, 3}}}
+	fold := func(t *testing.T, def string, end *schemas.WorkflowStatusChanged) *engine.Workflow {
+		t.Helper()
+		w, err := engine.ApplyRecord(nil, []schemas.Event{
+			&schemas.WorkflowStarted{WorkflowID: "wf-ended", Name: "w", Version: 1, Def: []byte(def), Input: map[string]any{"v": "late"}, Time: 1},
+			&schemas.ValuesMasked{Paths: []string{"input.v"}, Sealed: late},
+			end,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	// The failure workflow its end started, as a fold of the definition
+	// that parses finds it.
+	started := fold(t, parses, &schemas.WorkflowStatusChanged{Status: conductor.WorkflowFailed, Time: 2}).FailureWorkflows
+	if len(started) != 1 {
+		t.Fatalf("failure workflows %v, want the one its end started", started)
+	}
+	for name, tc := range map[string]struct {
+		end *schemas.WorkflowStatusChanged
+		// kept: a state folded before FailureWorkflows was kept
+		kept bool
+		told []string
+	}{
+		"failed, its output naming the one its end started": {told: started,
+			end: &schemas.WorkflowStatusChanged{Status: conductor.WorkflowFailed, Output: map[string]any{engine.FailureWorkflowOutputKey: started[0]}}},
+		"timed out, its output naming the one its end started": {told: started,
+			end: &schemas.WorkflowStatusChanged{Status: conductor.WorkflowTimedOut, Output: map[string]any{engine.FailureWorkflowOutputKey: started[0]}}},
+		"a state kept before the list, its output naming the one its end started": {kept: true, told: started,
+			end: &schemas.WorkflowStatusChanged{Status: conductor.WorkflowFailed, Output: map[string]any{engine.FailureWorkflowOutputKey: started[0]}}},
+		"failed, its output naming another": {
+			end: &schemas.WorkflowStatusChanged{Status: conductor.WorkflowFailed, Output: map[string]any{engine.FailureWorkflowOutputKey: "wf-other"}}},
+		"failed, its output naming none": {
+			end: &schemas.WorkflowStatusChanged{Status: conductor.WorkflowFailed}},
+		"completed, its output naming the id": {
+			end: &schemas.WorkflowStatusChanged{Status: conductor.WorkflowCompleted, Output: map[string]any{engine.FailureWorkflowOutputKey: started[0]}}},
+		"failed without starting one, its output naming the id": {
+			end: &schemas.WorkflowStatusChanged{Status: conductor.WorkflowFailed, NoFailureWorkflow: true, Output: map[string]any{engine.FailureWorkflowOutputKey: started[0]}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			end := *tc.end
+			end.Time = 2
+			w := fold(t, bad, &end)
+			if _, err := w.Def(); err == nil {
+				t.Fatal("its definition parses")
+			}
+			if tc.kept {
+				w = w.Clone()
+				w.FailureWorkflows = nil
+			} else if !slices.Equal(w.FailureWorkflows, tc.told) {
+				t.Errorf("failure workflows %v, want %v", w.FailureWorkflows, tc.told)
+			}
+			var want []engine.LookFor
+			for _, id := range tc.told {
+				want = append(want, engine.LookFor{WorkflowID: id, From: w.ID, Sealed: late})
+			}
+			if got := effectsOf[engine.LookFor](engine.Decision{Effects: engine.TellChildren(w, late)}); !reflect.DeepEqual(got, want) {
+				t.Errorf("told %+v, want %+v", got, want)
+			}
+			if got := effectsOf[engine.LookFor](engine.Decision{Effects: engine.Effects(w, 10)}); !reflect.DeepEqual(got, want) {
+				t.Errorf("recovery tells %+v, want %+v", got, want)
 			}
 		})
 	}
