@@ -182,6 +182,31 @@ func showing(e *env, needles, ids []string, extra ...string) []string {
 	return out
 }
 
+// startSealing registers and starts <prefix>_parent, whose task
+// <prefix>_src (the test's to take) outputs v, which a START_WORKFLOW
+// hands to a workflow named child; the parent then waits at its WAIT
+// task gate, and its task <prefix>_seal seals v in its _secrets. It
+// returns the parent's id once child started, and the child's.
+func startSealing(e *env, prefix, child, v string) (id, started string) {
+	e.t.Helper()
+	e.register(`{"name":"` + prefix + `_parent","tasks":[
+	  {"name":"` + prefix + `_src","taskReferenceName":"a"},
+	  {"name":"sw","taskReferenceName":"sw","type":"START_WORKFLOW","inputParameters":{"startWorkflow":{"name":"` + child + `","input":{"v":"${a.output.tok}"}}}},
+	  {"name":"gate","taskReferenceName":"gate","type":"WAIT"},
+	  {"name":"` + prefix + `_seal","taskReferenceName":"b","inputParameters":{"_secrets":{"t":"${a.output.tok}"}}}]}`)
+	id = e.start(prefix+"_parent", nil)
+	e.completeTask(e.takeOne(prefix+"_src"), map[string]any{"tok": v})
+	testutil.Eventually(e.t, 30*time.Second, 20*time.Millisecond, func() error {
+		sw := taskByRef(e.workflow(id), "sw")
+		if sw == nil || sw.Status != conductor.TaskCompleted {
+			return fmt.Errorf("the workflow has not been started yet")
+		}
+		started, _ = sw.OutputData["workflowId"].(string)
+		return nil
+	})
+	return id, started
+}
+
 // waitUnshown waits until shows lists no read path showing the value.
 func waitUnshown(t *testing.T, shows func() []string) {
 	t.Helper()
@@ -276,24 +301,9 @@ func TestLateSecretReachesAStartedWorkflow(t *testing.T) {
 	e.work("lsw_echo", 2, echoV)
 	e.work("lsw_seal", 2, succeed)
 	e.register(`{"name":"lsw_started","tasks":[{"name":"lsw_echo","taskReferenceName":"echo","inputParameters":{"v":"${workflow.input.v}"}}],
-	  "outputParameters":{"v":"${echo.output.v}"}}`,
-		`{"name":"lsw_parent","tasks":[
-	  {"name":"lsw_src","taskReferenceName":"a"},
-	  {"name":"sw","taskReferenceName":"sw","type":"START_WORKFLOW","inputParameters":{"startWorkflow":{"name":"lsw_started","input":{"v":"${a.output.tok}"}}}},
-	  {"name":"gate","taskReferenceName":"gate","type":"WAIT"},
-	  {"name":"lsw_seal","taskReferenceName":"b","inputParameters":{"_secrets":{"t":"${a.output.tok}"}}}]}`)
+	  "outputParameters":{"v":"${echo.output.v}"}}`)
 	v := "late-started-" + alnum(16)
-	id := e.start("lsw_parent", nil)
-	e.completeTask(e.takeOne("lsw_src"), map[string]any{"tok": v})
-	var started string
-	testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
-		sw := taskByRef(e.workflow(id), "sw")
-		if sw == nil || sw.Status != conductor.TaskCompleted {
-			return fmt.Errorf("the workflow has not been started yet")
-		}
-		started, _ = sw.OutputData["workflowId"].(string)
-		return nil
-	})
+	id, started := startSealing(e, "lsw", "lsw_started", v)
 	e.waitStatus(started, conductor.WorkflowCompleted)
 	if got := showing(e, []string{v}, []string{started}); len(got) == 0 {
 		t.Fatal("the started workflow shows no value before it is found secret: the test tests nothing")

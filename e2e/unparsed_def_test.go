@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
+	"github.com/flowvault/flowvault/executor"
 	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/internal/nodetest"
 	"github.com/flowvault/flowvault/internal/testutil"
@@ -326,20 +328,77 @@ func (e *env) compactedWithEntry(id, def, key string, entry []byte, token string
 	}
 }
 
+// A workflow an earlier version ended FAILED, starting its failure
+// workflow, whose definition parses no more, is told by its starter of a
+// value found to be secret after its end, and tells its failure workflow,
+// which got the value in its input as given: both read "***" in every
+// view. Both showed it: the ended workflow refused the news, its decision
+// asking the definition, and its state, folded without the definition,
+// named no failure workflow to tell.
+func TestLateSecretReachesTheFailureWorkflowOfAnUnparsedOne(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	// Compacted an hour after their end: the ended workflow is told
+	// while it keeps its secrets key.
+	e, _ := compactingNode(t, time.Hour)
+	e.work("ulf_seal", 1, succeed)
+	e.register(`{"name":"ulf_failure","tasks":[{"name":"hold","taskReferenceName":"hold","type":"WAIT"}]}`,
+		`{"name":"ulf_ended","failureWorkflow":"ulf_failure","tasks":[{"name":"hold","taskReferenceName":"hold","type":"WAIT"}]}`)
+	v := "late-unparsed-" + alnum(16)
+	id, ended := startSealing(e, "ulf", "ulf_ended", v)
+	testutil.Eventually(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if hold := taskByRef(e.workflow(ended), "hold"); hold == nil || hold.Status != conductor.TaskInProgress {
+			return errors.New("the started workflow does not hold yet")
+		}
+		return nil
+	})
+
+	// What the earlier version recorded: its end, which named the failure
+	// workflow it started, and that start, the value in its input.
+	failure := engine.DeriveID(ended, "failure", "0")
+	e.unparseEnding(ended, `{"name":"ulf_ended","version":2,"tasks":[{"name":"a",`, &schemas.WorkflowStatusChanged{Status: conductor.WorkflowFailed,
+		Reason: "failed under an earlier version", Output: map[string]any{engine.FailureWorkflowOutputKey: failure}, NoFailedTask: true})
+	if _, _, err := e.node.Executor().StartWorkflow(ctx, conductor.StartWorkflowRequest{Name: "ulf_failure",
+		Input: map[string]any{"v": v, "workflowId": ended, "failureStatus": conductor.WorkflowFailed}},
+		executor.StartOptions{WorkflowID: failure, CreatedBy: e.workflow(ended).CreatedBy, FromWorkflow: true}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitStatus(ended, conductor.WorkflowFailed)
+	e.waitStatus(failure, conductor.WorkflowRunning)
+	if got := showing(e, []string{v}, []string{ended, failure}); len(got) == 0 {
+		t.Fatal("neither shows the value before it is found secret: the test tests nothing")
+	}
+
+	e.must(http.StatusOK, "POST", "/api/tasks/"+id+"/gate/COMPLETED", nil)
+	e.waitStatus(id, conductor.WorkflowCompleted)
+	waitUnshown(t, func() []string { return showing(e, []string{v}, []string{id, ended, failure}) })
+}
+
 // unparse appends to workflow id's log a record that replaces its
 // definition by def, which does not parse, and ends it if ended (its
 // running task canceled): what an earlier version could have recorded.
 func (e *env) unparse(id, def string, ended bool) {
 	e.t.Helper()
+	var end *schemas.WorkflowStatusChanged
+	if ended {
+		end = &schemas.WorkflowStatusChanged{Status: conductor.WorkflowTerminated, Reason: "ended by an earlier version", NoFailedTask: true}
+	}
+	e.unparseEnding(id, def, end)
+}
+
+// unparseEnding is unparse, ending the workflow with end unless it is nil.
+func (e *env) unparseEnding(id, def string, end *schemas.WorkflowStatusChanged) {
+	e.t.Helper()
 	now, subject := time.Now().UnixMilli(), "fv.wf."+eventlog.Token(id)
 	evs := []schemas.Event{&schemas.WorkflowUpgraded{Def: []byte(def), Time: now}}
-	if ended {
+	if end != nil {
 		for _, task := range e.workflow(id).Tasks {
 			if task.Status == conductor.TaskInProgress {
 				evs = append(evs, &schemas.TaskUpdated{TaskID: task.TaskID, Status: conductor.TaskCanceled, KeepOutput: true, Time: now})
 			}
 		}
-		evs = append(evs, &schemas.WorkflowStatusChanged{Status: conductor.WorkflowTerminated, Reason: "ended by an earlier version", NoFailedTask: true, Time: now})
+		end.Time = now
+		evs = append(evs, end)
 	}
 	rec := testutil.Record(e.t, subject, 0, evs...)
 	for i := range rec.Events {

@@ -278,14 +278,20 @@ func (e unreadableError) Unwrap() []error { return []error{fault.ErrConflict, Er
 // stateOnly reports whether t is decided on w's state alone, without its
 // definition: a workflow whose stored definition does not parse (one an
 // earlier version read, or a damaged record) must still have its secrets
-// key destroyed, and may still be removed. Terminating one that has not
-// ended reads its definition when it parses (endsUnread).
+// key destroyed, and may still be removed. Once it ended it must still
+// mask the values its starter finds to be secret late, and tell its own
+// children (its failure workflow among them), and recovery still performs
+// what its end implies: neither reads the definition of an ended one.
+// Terminating one that has not ended reads its definition when it parses
+// (endsUnread).
 func stateOnly(t Trigger, w *Workflow) bool {
 	switch t := t.(type) {
 	case Compact:
 		return true
 	case Remove:
 		return !t.Terminate || w.Terminal()
+	case ValuesFound, Reconcile:
+		return w.Terminal()
 	}
 	return false
 }

@@ -17,17 +17,21 @@ import (
 // A workflow whose stored definition does not parse (one an earlier
 // version read, or a damaged record) is still compacted, its _secrets
 // shredded, and still removed: neither asks anything of the definition.
-// What needs it, a restart, is a conflict (terminating it: see
+// Ended, it masks a value its starter finds to be secret late, and is
+// reconciled (recovery), where both were refused for the definition and
+// it showed the value. What needs it, a restart, or anything of one
+// still running, is a conflict (terminating it: see
 // TestTerminatedWithoutItsDefinition).
 func TestDecidedWithoutItsDefinition(t *testing.T) {
 	t.Parallel()
-	sealed := func() map[string]any {
-		return map[string]any{"_secrets": map[string]any{"pw": &masking.Sealed{Kind: masking.KindSecrets, Purpose: "p", Ciphertext: []byte{1}}}}
+	input := func() map[string]any {
+		return map[string]any{"_secrets": map[string]any{"pw": &masking.Sealed{Kind: masking.KindSecrets, Purpose: "p", Ciphertext: []byte{1}}},
+			"v": "found secret late"}
 	}
 	fold := func(t *testing.T, def string, ended bool, more ...schemas.Event) *engine.Workflow {
 		t.Helper()
 		evs := []schemas.Event{
-			&schemas.WorkflowStarted{WorkflowID: "wf-unparsed", Name: "w", Version: 1, Def: []byte(def), Input: sealed(), Time: 1},
+			&schemas.WorkflowStarted{WorkflowID: "wf-unparsed", Name: "w", Version: 1, Def: []byte(def), Input: input(), Time: 1},
 			&schemas.SecretsSealed{Key: "key-1"},
 		}
 		if ended {
@@ -60,6 +64,10 @@ func TestDecidedWithoutItsDefinition(t *testing.T) {
 			"remove a running one":          {trigger: engine.Remove{}, want: "workflow.removed"},
 			"remove a removed one":          {removed: true, trigger: engine.Remove{}, err: fault.ErrNotFound},
 			"archive a running one":         {trigger: engine.Remove{Archive: true}, err: fault.ErrInvalid},
+			"mask in an ended one":          {ended: true, trigger: engine.ValuesFound{From: "parent", Masked: &schemas.ValuesMasked{Paths: []string{"input.v"}}}, want: "workflow.values_masked"},
+			"mask in a running one":         {trigger: engine.ValuesFound{From: "parent", Masked: &schemas.ValuesMasked{Paths: []string{"input.v"}}}, needsDef: true},
+			"reconcile an ended one":        {ended: true, trigger: engine.Reconcile{}},
+			"reconcile a running one":       {trigger: engine.Reconcile{}, needsDef: true},
 			"pause a running one":           {trigger: engine.Pause{}, needsDef: true},
 			"restart an ended one":          {ended: true, trigger: engine.Restart{}, needsDef: true},
 		} {
@@ -104,6 +112,10 @@ func TestDecidedWithoutItsDefinition(t *testing.T) {
 				case tc.want == "workflow.compacted":
 					if pw := dec.State.Input["_secrets"].(map[string]any)["pw"]; !dec.State.Compacted || pw != masking.Mask {
 						t.Errorf("compacted %v, _secrets.pw %v", dec.State.Compacted, pw)
+					}
+				case tc.want == "workflow.values_masked":
+					if v := dec.State.Conductor(true).Input["v"]; v != masking.Mask {
+						t.Errorf("its view's input.v %v, want %s", v, masking.Mask)
 					}
 				case !dec.State.Removed:
 					t.Error("not removed")
