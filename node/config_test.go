@@ -158,6 +158,12 @@ func TestValidatePlaintextBeyondLoopback(t *testing.T) {
 		// what comes before it is dialed as a server, and not named.
 		{"external nats in plaintext, a token holding a ','", func(c *Config) { c.NATSURL = "nats://url-secret,more@127.0.0.1:4222" },
 			`nats server number 1 of the list (not named`},
+		// A '#', '?' or '/' in one ends the authority url.Parse reads: nats.go
+		// dials what comes before it as the host.
+		{"external nats in plaintext, a token holding a '#'", func(c *Config) { c.NATSURL = "nats://url-secret#more@127.0.0.1:4222" },
+			`nats server number 1 of the list (not named`},
+		{"external nats in plaintext, a password holding a '?'", func(c *Config) { c.NATSURL = "fv:4222?url-secret@127.0.0.1:4222" },
+			`nats server number 1 of the list (not named`},
 		{"a cluster in plaintext, with passwords", func(c *Config) {
 			c.NATSURL = "nats://fv:url-secret@a.internal:4222,nats://fv:url-secret@b.internal:4222"
 		}, `nats server number 1 of the list (not named`},

@@ -99,8 +99,10 @@ func namesCut(msg, urls string) bool {
 // Split yields the server URLs of urls as nats.go splits them (at every
 // ',', trimmed, the empty ones left out), and whether each may be cut
 // from a userinfo: one that ends before urls' last '@' may be all, or
-// the start, of a password or a token that holds a ','. Such a one is
-// not to be named.
+// the start, of a password or a token that holds a ','; and one whose
+// '@' net/url finds past the authority, which a '/', '?' or '#' of a
+// password or a token ended, has its host and port cut from it
+// (nats://<tok#en>@host dials "tok"). Such a one is not to be named.
 func Split(urls string) iter.Seq2[string, bool] {
 	return func(yield func(string, bool) bool) {
 		at := strings.LastIndex(urls, "@")
@@ -108,11 +110,25 @@ func Split(urls string) iter.Seq2[string, bool] {
 		for s := range strings.SplitSeq(urls, ",") {
 			end := start + len(s)
 			start = end + len(",")
-			if s = strings.TrimSpace(s); s != "" && !yield(s, end <= at) {
+			if s = strings.TrimSpace(s); s != "" && !yield(s, end <= at || atPastAuthority(s)) {
 				return
 			}
 		}
 	}
+}
+
+// atPastAuthority reports whether the server URL s, as nats.go reads it,
+// holds an '@' past its authority. One that does not parse is never
+// dialed: nats.Connect fails on it (ConnectError).
+func atPastAuthority(s string) bool {
+	if !strings.Contains(s, "@") {
+		return false
+	}
+	if !strings.Contains(s, "://") {
+		s = "nats://" + s
+	}
+	u, err := url.Parse(s)
+	return err == nil && strings.Contains(u.Opaque+u.Path+u.RawQuery+u.Fragment, "@")
 }
 
 // namesWord reports whether msg holds w other than within a longer name

@@ -79,6 +79,11 @@ func TestConnectError(t *testing.T) {
 		{name: "a port past the last '@'", urls: "nats://svc:Zq9v@127.0.0.1:1234", err: dial(1234), quoted: true},
 		{name: "a host named within a longer name", urls: "nats://a,Zq9v@b", err: dns("ab"), quoted: true},
 		{name: "a port named within a longer one", urls: "nats://svc:123,Zq9v@b", err: dial(1234), quoted: true},
+		// url.Parse ends the authority at a '/', '?' or '#', so a token
+		// or password holding one is dialed up to it, not cut at a ','.
+		{name: "a token cut at its '#' as a host", urls: "nats://tok3nZq9v#Lm2p@127.0.0.1:1", err: dns("tok3nZq9v")},
+		{name: "a password cut at its '/' as a port", urls: "nats://svc:1234/Lm2p@127.0.0.1:1", err: dial(1234)},
+		{name: "a password cut at its '?' past an '@' as a host", urls: "nats://svc:Zq9v@Lm2p?pT8@127.0.0.1:1", err: dns("Lm2p")},
 		{name: "no servers", urls: "nats://tok3nZq9v,Lm2p@127.0.0.1:1", err: nats.ErrNoServers, quoted: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -123,6 +128,12 @@ func TestSplit(t *testing.T) {
 		{"nats://tok,en@h", []server{{"nats://tok", true}, {"en@h", false}}},
 		{"nats://u:p@a,nats://u:p@b,c", []server{{"nats://u:p@a", true}, {"nats://u:p@b", false}, {"c", false}}},
 		{"nats://u:p,@h", []server{{"nats://u:p", true}, {"@h", false}}},
+		// An '@' url.Parse finds past the authority, which a '/', '?' or
+		// '#' of a userinfo ended: the host dialed is cut from it.
+		{"nats://tok#en@h", []server{{"nats://tok#en@h", true}}},
+		{"nats://u:p@ss?w@h,c", []server{{"nats://u:p@ss?w@h", true}, {"c", false}}},
+		{"tok/en@h", []server{{"tok/en@h", true}}},
+		{"nats://u:p@h/x", []server{{"nats://u:p@h/x", false}}},
 	} {
 		var got []server
 		for s, cut := range Split(tc.urls) {
