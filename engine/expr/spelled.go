@@ -12,7 +12,10 @@ import "strings"
 // parse, whose expressions nothing evaluates.
 //
 // A path made at run time (an expression nested in the body) is known
-// only then: it counts as spelled when its own text may call a function.
+// only then, and what the event gives may open a function's arguments
+// before the path's own text and quote or close them after it: it counts
+// as spelled when its own text may call a function, or may be an
+// argument of one the event opens (see spelledRuntime).
 func Spelled(s string) bool {
 	if !hasExpr(s) {
 		return true
@@ -33,12 +36,7 @@ func Spelled(s string) bool {
 // its own to the value it reads.
 func spelledBody(body []node) bool {
 	if len(body) != 1 || body[0].expr {
-		for _, n := range body {
-			if !n.expr && strings.Contains(n.text, "(") || n.expr && spelledBody(n.body) {
-				return true
-			}
-		}
-		return false
+		return spelledRuntime(body)
 	}
 	// As evaluator.lookup reads it.
 	text := strings.TrimSpace(body[0].text)
@@ -61,6 +59,33 @@ func spelledCall(c *fnCall) bool {
 	}
 	for _, a := range c.args {
 		if a.path == nil && c.name != "index" || a.path != nil && spelledCall(a.path.fn) {
+			return true
+		}
+	}
+	return false
+}
+
+// spelledRuntime is spelledBody for a path made at run time. Its text
+// may call a function itself ("("). Past the first nested expression,
+// its text may be an argument of one the event's value opens, when the
+// path may end in the ")" a function ends in (its last text does, or a
+// nested expression's value may); text of a path's punctuation alone
+// (".", "[", "]", "*") is no value of anyone's.
+func spelledRuntime(body []node) bool {
+	if len(body) == 0 {
+		return false // ${}, the empty string
+	}
+	last := body[len(body)-1]
+	closes := last.expr || strings.HasSuffix(strings.TrimSpace(last.text), ")")
+	nested := false
+	for _, n := range body {
+		switch {
+		case n.expr && spelledBody(n.body):
+			return true
+		case n.expr:
+			nested = true
+		case strings.Contains(n.text, "("),
+			nested && closes && strings.Trim(n.text, ".[]* \t\r\n") != "":
 			return true
 		}
 	}

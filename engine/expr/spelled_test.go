@@ -11,7 +11,7 @@ import (
 // shows whether that text reaches the value, as Spelled says it does.
 func TestSpelled(t *testing.T) {
 	t.Parallel()
-	doc := PayloadDoc{"x": "v", "n": []any{1.0, 2.0}, "k": "x"}
+	doc := PayloadDoc{"x": "v", "n": []any{1.0, 2.0}, "k": "x", "o": "(", "q": "('", "c": "')", "f": "concat"}
 	for _, tc := range []struct {
 		s    string
 		want bool
@@ -37,6 +37,16 @@ func TestSpelled(t *testing.T) {
 		{"${x.concat($.n.append('hunter2'))}", true},
 		{"${$.n.sum(4)}", true},
 		{"${${k}.concat('hunter2')}", true},
+		// A path the event completes: its text may open a function
+		// before the path's own text, and quote or close an argument
+		// after it.
+		{"${$.x.concat${o}'hunter2')}", true},
+		{"${$.x.concat${q}hunter2${c}}", true},
+		{"${$.x.${f}('hunter2')}", true},
+		{"${$.${k}}", false},
+		{"${$.${k}.hunter2}", false},
+		{"${$['${k}']}", false},
+		{"${$.n[${k}].${k}}", false},
 		{"${$['hunter2']}", false},
 		{"${$.n[?(@ == 'hunter2')]}", false},
 	} {
