@@ -806,6 +806,16 @@ func (d *decision) resume() error {
 	return nil
 }
 
+// startedFailureWorkflow reports whether the end of w, which ended,
+// started its failure workflow. A state a read model stored before the
+// fold read the start from the end's output (the executor starts its
+// decisions from it) holds none in FailureWorkflows: failureWorkflowOf
+// reads the output again, as TellChildren does.
+func startedFailureWorkflow(w *Workflow) bool {
+	id := failureWorkflowID(w)
+	return slices.Contains(w.FailureWorkflows, id) || failureWorkflowOf(w) == id
+}
+
 // unsuccessful reports a task status that ended the task without success:
 // FAILED, FAILED_WITH_TERMINAL_ERROR, TIMED_OUT or CANCELED.
 func unsuccessful(s string) bool { return conductor.TaskTerminal(s) && !conductor.TaskSuccessful(s) }
@@ -823,7 +833,7 @@ func (d *decision) terminate(t Terminate) error {
 	if t.UnlessResetAfter > 0 && d.w.ResetTime > t.UnlessResetAfter {
 		return fault.Conflict("workflow %s was reset after the parent that terminates it ended", d.w.ID)
 	}
-	if t.TriggerFailureWorkflow && d.plan == nil && d.w.Terminal() && !slices.Contains(d.w.FailureWorkflows, failureWorkflowID(d.w)) {
+	if t.TriggerFailureWorkflow && d.plan == nil && d.w.Terminal() && !startedFailureWorkflow(d.w) {
 		// A failure workflow asked of an ended workflow whose definition
 		// does not parse cannot be started, and the reason it ended with,
 		// which it keeps, cannot say so as a running one's does

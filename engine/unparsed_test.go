@@ -416,6 +416,9 @@ func TestUncacheByTaskWithoutItsDefinition(t *testing.T) {
 // output names it, as every such end's does, and the fold reads it there
 // (TestFailureWorkflowOfOneEndedUnderAnEarlierVersionIsTold). An output
 // naming another workflow there (its outputParameters') is no such start.
+// A state the read model stored before the fold read the output (the
+// executor starts its decisions from it) holds no start: the end's output
+// names it still.
 func TestTerminateOfOneEndedUnderAnEarlierVersion(t *testing.T) {
 	t.Parallel()
 	ended := func(t *testing.T, def string, output map[string]any) *engine.Workflow {
@@ -437,16 +440,22 @@ func TestTerminateOfOneEndedUnderAnEarlierVersion(t *testing.T) {
 	}
 	for name, tc := range map[string]struct {
 		named   string // the failure workflow its output names
+		stored  bool   // a state stored before the fold read the output
 		refused bool
 	}{
-		"its output names the one its end started": {named: started[0]},
-		"its output names another":                 {named: "wf-other", refused: true},
+		"its output names the one its end started":                         {named: started[0]},
+		"its output names another":                                         {named: "wf-other", refused: true},
+		"stored before the fold read it, its output names the one started": {named: started[0], stored: true},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			w := ended(t, `{"name":"w","failureWorkflow":"cleanup","tasks":[{"name":"a",`, map[string]any{engine.FailureWorkflowOutputKey: tc.named})
 			if _, err := w.Def(); err == nil {
 				t.Fatal("its definition parses")
+			}
+			if tc.stored {
+				w = w.Clone()
+				w.FailureWorkflows = nil
 			}
 			dec, err := engine.Decide(engine.Input{State: w, Trigger: engine.Terminate{Reason: "stop", By: "user:op", TriggerFailureWorkflow: true},
 				Now: time.UnixMilli(10)})
