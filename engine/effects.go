@@ -225,20 +225,22 @@ func TellChildren(w *Workflow, refs []schemas.ResolvedRef) []Effect {
 }
 
 // failureWorkflowOf is the id of the failure workflow w's end started,
-// if it ended and started one. The end's output names it, whatever the
-// definition now (one an earlier version recorded may parse no more), but
-// only as the id the decision that ended it derived: outputParameters
-// may name another there. Ends recorded before outputs named it are
-// found by the definition.
+// if it ended and started one: derived as the decision that ended it
+// derived it. A definition that parses says whether it did (ends recorded
+// before outputs named the start included), whatever the output, which
+// outputParameters may fill, with that very id too. One that parses no
+// more (an earlier version recorded it) leaves the end's output to say
+// so, as the decision that ended it wrote it there.
 func failureWorkflowOf(w *Workflow) string {
 	if !w.Terminal() || w.Status == conductor.WorkflowCompleted || w.NoFailureWorkflow {
 		return "" // without reading the definition
 	}
 	id := failureWorkflowID(w)
-	if w.Output[FailureWorkflowOutputKey] == id {
+	def, err := w.Def()
+	switch {
+	case err != nil && w.Output[FailureWorkflowOutputKey] == id:
 		return id
-	}
-	if def, err := w.Def(); err != nil || !startsFailureWorkflow(def, w.Status, w.NoFailureWorkflow) {
+	case err != nil || !startsFailureWorkflow(def, w.Status, w.NoFailureWorkflow):
 		return ""
 	}
 	return id

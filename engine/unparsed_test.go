@@ -558,3 +558,27 @@ func TestFailureWorkflowOfOneEndedUnderAnEarlierVersionIsTold(t *testing.T) {
 		})
 	}
 }
+
+// A workflow whose definition parses and names no failure workflow has
+// started none, whatever its end's output names: outputParameters may
+// name there the very id a start would have (here from its input), and
+// the fold took it for a start, so that its late values were told to a
+// workflow that does not exist (or one given that id), now and at every
+// recovery. The output is read only for a definition that parses no more.
+func TestFailureWorkflowOfADefinitionNamingNoneIsNotReadFromTheOutput(t *testing.T) {
+	t.Parallel()
+	id := engine.DeriveID("wf-1", "failure", "0")
+	h := newHarness(t, `{"name":"w","version":1,"tasks":[{"name":"a","taskReferenceName":"a"}],
+		"outputParameters":{"`+engine.FailureWorkflowOutputKey+`":"${workflow.input.f}"}}`, map[string]any{"f": id})
+	dec := h.decide(engine.Terminate{Reason: "stop", By: "user:op", TriggerFailureWorkflow: true})
+	if h.w.Status != conductor.WorkflowTerminated || h.w.Output[engine.FailureWorkflowOutputKey] != id || len(effectsOf[engine.StartWorkflow](dec)) != 0 {
+		t.Fatalf("%s, output %v, started %v; want TERMINATED, its output naming %s, none started", h.w.Status, h.w.Output, effectsOf[engine.StartWorkflow](dec), id)
+	}
+	if len(h.w.FailureWorkflows) != 0 {
+		t.Errorf("failure workflows %v, want none", h.w.FailureWorkflows)
+	}
+	late := []schemas.ResolvedRef{{Kind: masking.KeySecrets, Name: schemas.LateRefPrefix + "0", Sealed: []byte{1, 2, 3}}}
+	if told := effectsOf[engine.LookFor](engine.Decision{Effects: engine.TellChildren(h.w, late)}); len(told) != 0 {
+		t.Errorf("told %+v, want none", told)
+	}
+}
