@@ -302,11 +302,12 @@ func (c *Compactor) Pass(ctx context.Context) (compacted int, more bool, err err
 		// the next pass (an invalid id or a damaged page's key: once, see
 		// unerased), and no reason for that pass to wait longer. Logged
 		// when a key fails for the first time (or warnEvery after its
-		// last line), or one is not tried again: one failing again and
-		// again would repeat the line every pass.
-		warn, left := len(c.unerased) == 0 || len(damaged) > 0 || errors.Is(err, secrets.ErrInvalidKeyID), 0
+		// last line), or an id names no key: one failing again and again
+		// would repeat the line every pass. A damaged page's key is not
+		// carried, but a lagging list names it again at every pass.
+		warn, left := len(c.unerased) == 0 && len(damaged) == 0 || errors.Is(err, secrets.ErrInvalidKeyID), 0
 		now := c.Now()
-		for _, id := range c.unerased {
+		for _, id := range slices.Concat(c.unerased, damaged) {
 			if ok, n := c.failedErasures.log(id, now); ok {
 				warn, left = true, max(left, n)
 			}

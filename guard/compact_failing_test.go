@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -256,17 +257,32 @@ func TestCompactionCarriesAKeyItCouldNotEraseOnce(t *testing.T) {
 		&schemas.WorkflowStarted{WorkflowID: "wf-a", Name: "w", Version: 1, Def: []byte(`{"name":"w","version":1,"tasks":[]}`), Time: 1},
 		&schemas.SecretsSealed{Key: dk.ID()},
 		&schemas.WorkflowStatusChanged{Status: conductor.WorkflowCompleted, Time: 2})}
-	list := newCompactionLog(0)
-	list.due, list.lags = []string{"wf-a"}, true
 	// A damaged page's key is not carried (the sweep erases it once the
 	// page reads again): this one fails for a reason the store does not
 	// know to last.
 	counted := &countingKeys{KeyDestroyer: &damagedKeys{KeyDestroyer: keys, id: dk.ID()}}
+	c := passesOverALaggingList(ctx, t, states, counted)
+	for i, ids := range counted.calls {
+		if n := strings.Count(strings.Join(ids, " "), dk.ID()); n != 1 {
+			t.Errorf("pass %d asked to erase %s %d times, want once", i+1, dk.ID(), n)
+		}
+	}
+	if !slices.Equal(c.unerased, []string{dk.ID()}) {
+		t.Errorf("keys carried to the next pass %q, want %s once", c.unerased, dk.ID())
+	}
+}
+
+// passesOverALaggingList runs four passes over the ended workflows states,
+// which a lagging list names at each, the last warnEvery after the
+// others, and wants the key that keys fails to erase logged at the first
+// and the last, the second line leaving out the two passes between.
+func passesOverALaggingList(ctx context.Context, t *testing.T, states map[string]*engine.Workflow, keys KeyDestroyer) *Compactor {
+	t.Helper()
+	list := newCompactionLog(0)
+	list.due, list.lags = slices.Sorted(maps.Keys(states)), true
 	logger, logs := testutil.CapturingLogger()
 	now := time.Unix(1_000_000, 0)
-	c := &Compactor{Ended: list, Engine: &foldingEngine{states: states}, Keys: counted, Logger: logger, Now: func() time.Time { return now }}
-	// Logged at the first pass, left out at the next two, logged again
-	// warnEvery later.
+	c := &Compactor{Ended: list, Engine: &foldingEngine{states: states}, Keys: keys, Logger: logger, Now: func() time.Time { return now }}
 	const passes = 4
 	for i := range passes {
 		if i == passes-1 {
@@ -276,15 +292,8 @@ func TestCompactionCarriesAKeyItCouldNotEraseOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for i, ids := range counted.calls {
-		if n := strings.Count(strings.Join(ids, " "), dk.ID()); n != 1 {
-			t.Errorf("pass %d asked to erase %s %d times, want once", i+1, dk.ID(), n)
-		}
-	}
-	if !slices.Equal(c.unerased, []string{dk.ID()}) {
-		t.Errorf("keys carried to the next pass %q, want %s once", c.unerased, dk.ID())
-	}
 	if lines := logs.Records("erasing keys of compacted workflows failed"); len(lines) != 2 || lines[1][logkey.Suppressed] != 2.0 {
 		t.Errorf("logged %v; want two lines, the second leaving out the 2 passes between them", lines)
 	}
+	return c
 }

@@ -320,6 +320,24 @@ func TestCompactionLeavesADamagedPageToTheSweep(t *testing.T) {
 	wantErased(ctx, t, keys, damaged.ID())
 }
 
+// A damaged page's key that the read model, lagging, names again at every
+// pass is logged once, then once every warnEvery with the lines left out,
+// as a key carried to the next pass is: each such pass logged it, four a
+// second while the projection is held up.
+func TestCompactionLogsADamagedPageOnceWhileTheListLags(t *testing.T) {
+	t.Parallel()
+	ctx, l, keys, _ := openTwoProcessesKeys(t)
+	dk, err := keys.NewPooledKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	damagePage(ctx, t, l.JetStream(), dk.ID())
+	c := passesOverALaggingList(ctx, t, map[string]*engine.Workflow{"wf-d": endedSealing(t, "wf-d", dk.ID())}, keys)
+	if len(c.unerased) != 0 {
+		t.Errorf("keys carried to the next pass %q, want none: the sweep erases a damaged page's", c.unerased)
+	}
+}
+
 // keepingKeys fails to erase one key, once, as a key store error would.
 type keepingKeys struct {
 	KeyDestroyer
