@@ -157,7 +157,8 @@ func TestCompactionGoesPastWorkflowsThatKeepFailing(t *testing.T) {
 
 // damagedKeys fails to erase one key at every attempt, for a reason the
 // key store does not know to last (a damaged page's is left to the sweep,
-// TestCompactionLeavesADamagedPageToTheSweep), and erases the others.
+// TestCompactionLeavesADamagedPageToTheSweep), and erases the others. It
+// keeps the key as often as it is named, as the key store does.
 type damagedKeys struct {
 	KeyDestroyer
 	id    string
@@ -174,8 +175,10 @@ func (k *damagedKeys) DestroyKeys(ctx context.Context, ids []string) ([]string, 
 	k.mu.Lock()
 	k.tried++
 	k.mu.Unlock()
-	kept, err := k.KeyDestroyer.DestroyKeys(ctx, slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return id == k.id }))
-	return append(kept, k.id), errors.Join(err, fmt.Errorf("destroy data key %s: %w", k.id, errDamagedPage))
+	rest := slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return id == k.id })
+	kept, err := k.KeyDestroyer.DestroyKeys(ctx, rest)
+	named := slices.Repeat([]string{k.id}, len(ids)-len(rest))
+	return append(kept, named...), errors.Join(err, fmt.Errorf("destroy data key %s: %w", k.id, errDamagedPage))
 }
 
 // A workflow whose compaction fails, or a key that fails to erase, at
