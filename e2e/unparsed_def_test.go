@@ -374,6 +374,44 @@ func TestLateSecretReachesTheFailureWorkflowOfAnUnparsedOne(t *testing.T) {
 	waitUnshown(t, func() []string { return showing(e, []string{v}, []string{id, ended, failure}) })
 }
 
+// A running workflow whose definition parses no more (one an earlier
+// version recorded), told by its starter of a value found to be secret
+// after the START_WORKFLOW handed it over, masks it from its state alone:
+// its input, its variables, its tasks' inputs and outputs, in every view,
+// and tells its own child, which read "***" as well; it still waits, as
+// it did, for a terminate. It refused the news, as for the definition,
+// and both showed the value in plain text for as long as they ran.
+func TestLateSecretReachesARunningUnparsedOne(t *testing.T) {
+	t.Parallel()
+	// Compacted an hour after their end: the starter keeps its secrets
+	// key while the running one is told.
+	e, _ := compactingNode(t, time.Hour)
+	e.work("ulr_seal", 1, succeed)
+	e.work("ulr_echo", 1, echoV)
+	e.register(`{"name":"ulr_grand","tasks":[{"name":"hold","taskReferenceName":"hold","type":"WAIT"}]}`,
+		`{"name":"ulr_running","tasks":[
+		  {"name":"sv","taskReferenceName":"sv","type":"SET_VARIABLE","inputParameters":{"v":"${workflow.input.v}"}},
+		  {"name":"ulr_echo","taskReferenceName":"echo","inputParameters":{"v":"${workflow.input.v}"}},
+		  {"name":"sub","taskReferenceName":"sub","type":"SUB_WORKFLOW","subWorkflowParam":{"name":"ulr_grand"},"inputParameters":{"v":"${echo.output.v}"}}]}`)
+	v := "late-running-" + alnum(16)
+	id, running := startSealing(e, "ulr", "ulr_running", v)
+	grand := e.childOf(running)
+	e.waitStatus(grand, conductor.WorkflowRunning)
+	e.unparse(running, `{"name":"ulr_running","version":2,"tasks":[{"name":"a",`, false)
+	for _, wf := range []string{running, grand} {
+		if got := showing(e, []string{v}, []string{wf}); len(got) == 0 {
+			t.Fatalf("%s shows no value before it is found secret: the test tests nothing", wf)
+		}
+	}
+
+	e.must(http.StatusOK, "POST", "/api/tasks/"+id+"/gate/COMPLETED", nil)
+	e.waitStatus(id, conductor.WorkflowCompleted)
+	waitUnshown(t, func() []string { return showing(e, []string{v}, []string{id, running, grand}) })
+	if wf := e.workflow(running); wf.Status != conductor.WorkflowRunning || taskByRef(wf, "sub").Status != conductor.TaskInProgress {
+		t.Errorf("the started workflow is %s, its child's task %s: want it to wait as it did", wf.Status, taskByRef(wf, "sub").Status)
+	}
+}
+
 // unparse appends to workflow id's log a record that replaces its
 // definition by def, which does not parse, and ends it if ended (its
 // running task canceled): what an earlier version could have recorded.

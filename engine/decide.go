@@ -227,7 +227,7 @@ func decide(in Input) (Decision, error) {
 		}
 		d.w = in.State.Clone()
 		if !stateOnly(in.Trigger, d.w) {
-			if d.plan, err = d.w.planFor(); err != nil && !endsUnread(in.Trigger) {
+			if d.plan, err = d.w.planFor(); err != nil && !endsUnread(in.Trigger) && !masksUnread(in.Trigger) {
 				return Decision{}, unreadableError{id: in.State.ID}
 			}
 		}
@@ -282,8 +282,8 @@ func (e unreadableError) Unwrap() []error { return []error{fault.ErrConflict, Er
 // mask the values its starter finds to be secret late, and tell its own
 // children (its failure workflow among them), and recovery still performs
 // what its end implies: neither reads the definition of an ended one.
-// Terminating one that has not ended reads its definition when it parses
-// (endsUnread).
+// Terminating one that has not ended, or telling it of values, reads its
+// definition when it parses (endsUnread, masksUnread).
 func stateOnly(t Trigger, w *Workflow) bool {
 	switch t := t.(type) {
 	case Compact:
@@ -309,6 +309,18 @@ func endsUnread(t Trigger) bool {
 		return t.Terminate
 	}
 	return false
+}
+
+// masksUnread reports whether t, decided on a running workflow's
+// definition when it parses, is decided without it when it does not: a
+// ValuesFound records the masking its preparation found in the state
+// (and the key it sealed under), which reads no definition, and the
+// workflow still tells its own children (guard's lookFor, TellChildren).
+// Only the progress a decision makes after it needs the definition, and
+// one that does not parse has none to make (progress).
+func masksUnread(t Trigger) bool {
+	_, ok := t.(ValuesFound)
+	return ok
 }
 
 // unreadReason is the reason a workflow whose definition does not parse

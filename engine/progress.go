@@ -18,8 +18,11 @@ import (
 // progress schedules whatever the current state makes due: successors of
 // finished tasks, joins whose branches are done, and the workflow's own end.
 func (d *decision) progress() error {
-	if d.w == nil || d.w.Removed || d.w.Queued {
-		// A queued workflow has no task yet, and is not done for it.
+	if d.w == nil || d.w.Removed || d.w.Queued || d.plan == nil {
+		// A queued workflow has no task yet, and is not done for it. One
+		// decided without its definition, which does not parse, is only
+		// ended or told of values (endsUnread, masksUnread): what it
+		// schedules next is the definition's to say.
 		return nil
 	}
 	for d.rounds = 0; ; d.rounds++ {

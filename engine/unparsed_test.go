@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -17,9 +18,10 @@ import (
 // A workflow whose stored definition does not parse (one an earlier
 // version read, or a damaged record) is still compacted, its _secrets
 // shredded, and still removed: neither asks anything of the definition.
-// Ended, it masks a value its starter finds to be secret late, and is
-// reconciled (recovery), where both were refused for the definition and
-// it showed the value. What needs it, a restart, or anything of one
+// It masks a value its starter finds to be secret late, running or
+// ended (see TestMaskedWithoutItsDefinition), and ended, it is reconciled
+// (recovery), where both were refused for the definition and it showed
+// the value. What needs it, a restart, or a pause or recovery of one
 // still running, is a conflict (terminating it: see
 // TestTerminatedWithoutItsDefinition).
 func TestDecidedWithoutItsDefinition(t *testing.T) {
@@ -65,7 +67,7 @@ func TestDecidedWithoutItsDefinition(t *testing.T) {
 			"remove a removed one":          {removed: true, trigger: engine.Remove{}, err: fault.ErrNotFound},
 			"archive a running one":         {trigger: engine.Remove{Archive: true}, err: fault.ErrInvalid},
 			"mask in an ended one":          {ended: true, trigger: engine.ValuesFound{From: "parent", Masked: &schemas.ValuesMasked{Paths: []string{"input.v"}}}, want: "workflow.values_masked"},
-			"mask in a running one":         {trigger: engine.ValuesFound{From: "parent", Masked: &schemas.ValuesMasked{Paths: []string{"input.v"}}}, needsDef: true},
+			"mask in a running one":         {trigger: engine.ValuesFound{From: "parent", Masked: &schemas.ValuesMasked{Paths: []string{"input.v"}}}, want: "workflow.values_masked"},
 			"reconcile an ended one":        {ended: true, trigger: engine.Reconcile{}},
 			"reconcile a running one":       {trigger: engine.Reconcile{}, needsDef: true},
 			"pause a running one":           {trigger: engine.Pause{}, needsDef: true},
@@ -119,6 +121,116 @@ func TestDecidedWithoutItsDefinition(t *testing.T) {
 					}
 				case !dec.State.Removed:
 					t.Error("not removed")
+				}
+			})
+		}
+	}
+}
+
+// A running workflow whose definition does not parse (an earlier version
+// recorded it) masks the values its starter finds to be secret late, in
+// its input, its tasks, its variables and its children's inputs, and
+// records the key its preparation sealed them under, from its state alone:
+// it does not move otherwise (a task the earlier version completed
+// schedules nothing), and it still finds its child to tell. The news was
+// refused as a conflict for the definition, and the value stayed in plain
+// text in every view until the workflow was terminated.
+func TestMaskedWithoutItsDefinition(t *testing.T) {
+	t.Parallel()
+	const (
+		def = `{"name":"w","tasks":[
+		 {"name":"a","taskReferenceName":"a","inputParameters":{"v":"${workflow.input.v}"}},
+		 {"name":"sv","taskReferenceName":"sv","type":"SET_VARIABLE","inputParameters":{"v":"${a.output.v}"}},
+		 {"name":"child","taskReferenceName":"child","type":"SUB_WORKFLOW","inputParameters":{"v":"${a.output.v}"},"subWorkflowParam":{"name":"kid","version":1}},
+		 {"name":"b","taskReferenceName":"b"}]}`
+		late = "found-secret-late-Qz81"
+	)
+	task := func(ref string) func(*conductor.Workflow) *conductor.Task {
+		return func(wf *conductor.Workflow) *conductor.Task {
+			for _, t := range wf.Tasks {
+				if t.ReferenceTaskName == ref {
+					return t
+				}
+			}
+			return &conductor.Task{}
+		}
+	}
+	a, child := task("a"), task("child")
+	for name, tc := range map[string]struct {
+		paths func(h *harness) []string
+		read  func(*conductor.Workflow) any // where the value was
+		key   bool                          // its preparation took a secrets key
+		ended string                        // a task the earlier version completed
+	}{
+		"its input": {paths: func(*harness) []string { return []string{"input.v"} },
+			read: func(wf *conductor.Workflow) any { return wf.Input["v"] }},
+		"a task's input and output": {paths: func(h *harness) []string {
+			return []string{"task/" + h.task("a").ID + "/input.v", "task/" + h.task("a").ID + "/output.v"}
+		}, read: func(wf *conductor.Workflow) any { return []any{a(wf).InputData["v"], a(wf).OutputData["v"]} }},
+		"its variables": {paths: func(*harness) []string { return []string{"variables.v"} },
+			read: func(wf *conductor.Workflow) any { return wf.Variables["v"] }},
+		"its child's input": {paths: func(h *harness) []string { return []string{"task/" + h.task("child").ID + "/input.v"} },
+			read: func(wf *conductor.Workflow) any { return child(wf).InputData["v"] }},
+		"under a key it takes": {key: true, paths: func(*harness) []string { return []string{"input.v"} },
+			read: func(wf *conductor.Workflow) any { return wf.Input["v"] }},
+		"after a task completed unprogressed": {ended: "child", paths: func(*harness) []string { return []string{"input.v"} },
+			read: func(wf *conductor.Workflow) any { return wf.Input["v"] }},
+	} {
+		for _, bad := range []string{`{"name":"w","tasks":[{"name":"a",`, `{"name":"w","tasks":"none"}`} {
+			t.Run(name+"/"+bad, func(t *testing.T) {
+				t.Parallel()
+				h := newHarness(t, def, map[string]any{"v": late})
+				h.take("a")
+				h.complete("a", map[string]any{"v": late})
+				evs := []schemas.Event{&schemas.WorkflowUpgraded{Def: []byte(bad), Time: 5}}
+				if tc.ended != "" {
+					evs = append(evs, &schemas.TaskUpdated{TaskID: h.task(tc.ended).ID, Status: conductor.TaskCompleted, Time: 5})
+				}
+				w, err := engine.ApplyRecord(h.w, evs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := w.Def(); err == nil {
+					t.Fatalf("definition %s parses", bad)
+				}
+				h.w = w
+				before := h.refs()
+				if got := fmt.Sprint(tc.read(w.Conductor(true))); !strings.Contains(got, late) {
+					t.Fatalf("before: it reads %q where the value was: the row tests nothing", got)
+				}
+				refs := []schemas.ResolvedRef{{Kind: masking.KeySecrets, Name: schemas.LateRefPrefix + "0", Sealed: []byte{1, 2, 3}}}
+				found := engine.ValuesFound{From: "parent", Masked: &schemas.ValuesMasked{Paths: tc.paths(h), Sealed: refs}}
+				want := []string{"workflow.values_masked"}
+				if tc.key {
+					found.Key = &schemas.SecretsSealed{Key: "key-taken"}
+					want = append(want, "workflow.secrets_sealed")
+				}
+				dec, err := h.try(found)
+				if err != nil {
+					t.Fatalf("err = %v, want the values masked", err)
+				}
+				var got []string
+				for _, ev := range dec.Events {
+					got = append(got, ev.EventType())
+				}
+				if !slices.Equal(got, want) || len(dec.Effects) != 0 {
+					t.Fatalf("decided %v and %d effects, want %v alone: %s", got, len(dec.Effects), want, describe(dec))
+				}
+				if v := tc.read(dec.State.Conductor(true)); strings.Contains(fmt.Sprint(v), late) {
+					t.Errorf("it reads %v where the value was", v)
+				}
+				if tc.key && (!dec.State.SealsSecrets || dec.State.SecretsKey != "key-taken") {
+					t.Errorf("seals secrets %v under %q, want under the key taken", dec.State.SealsSecrets, dec.State.SecretsKey)
+				}
+				// Nothing moved: what needs the definition waits for a
+				// terminate.
+				if after := h.refs(); dec.State.Status != conductor.WorkflowRunning || !slices.Equal(after, before) {
+					t.Errorf("%s with tasks %v, want RUNNING with tasks %v", dec.State.Status, after, before)
+				}
+				// guard's lookFor tells its child from the state it leaves.
+				kid := h.task("child").SubWorkflowID
+				if told := effectsOf[engine.LookFor](engine.Decision{Effects: engine.TellChildren(dec.State, refs)}); len(told) != 1 || told[0].WorkflowID != kid {
+					t.Errorf("told %+v, want its child %s", told, kid)
 				}
 			})
 		}
