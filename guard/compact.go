@@ -93,10 +93,11 @@ type Compactor struct {
 	// never be erased (secrets.ErrInvalidKeyID), nor one whose page is
 	// damaged (secrets.ErrKeyDamaged), which fails alike until the page is
 	// restored: either would come first in every later batch, tried four
-	// times a second. A damaged page's key is left to Sweep, which lists
-	// the page once it reads again and erases the key then (at start-up,
-	// and every SweepEvery): no memory holds it meanwhile, however many
-	// there are, and a restart loses none.
+	// times a second. A damaged page's key is left to Sweep, which erases
+	// the page whole once no live workflow holds a key of it, or the key
+	// once the page reads again (at start-up, and every SweepEvery): no
+	// memory holds it meanwhile, however many there are, and a restart
+	// loses none.
 	unerased []string
 	// next is where the next pass's listing starts: after the last
 	// workflow a full pass tried, and from the first (the zero Ended) once
@@ -349,8 +350,12 @@ type KeyLister interface {
 	// with those it listed before.
 	DataKeyIDs(ctx context.Context, prefix string) (map[string]time.Time, error)
 	// PooledKeyIDs lists the pages it can read, and fails naming those
-	// it cannot.
+	// it cannot, one error per page (*secrets.DamagedPageError for a
+	// damaged one).
 	PooledKeyIDs(ctx context.Context) ([]string, error)
+	// EraseDamagedPage erases a damaged key page whole, and reports
+	// whether it did.
+	EraseDamagedPage(ctx context.Context, page string) (bool, error)
 	// EraseSuperseded erases the revisions a crash left behind a rewrite.
 	EraseSuperseded(ctx context.Context) (int, error)
 }
@@ -372,9 +377,11 @@ type WorkflowState interface {
 // A listing of the key store that fails (a page it cannot read, a bucket
 // that does not answer) keeps only the keys it did not list: the sweep
 // erases the spent keys of what it listed, and fails naming what it could
-// not. A key whose holder or workflow the read model cannot read is kept
-// whatever the others: whether its workflow is done with it is unknown,
-// and a key erased too soon destroys what a live workflow sealed.
+// not; a damaged page, though, it erases whole once no live workflow
+// holds a key of it (eraseDamagedPage). A key whose holder or workflow the
+// read model cannot read is kept whatever the others: whether its
+// workflow is done with it is unknown, and a key erased too soon destroys
+// what a live workflow sealed.
 func (c *Compactor) Sweep(ctx context.Context) (int, error) {
 	keys, states := c.Listed, c.States
 	if _, err := keys.EraseSuperseded(ctx); err != nil {
@@ -416,10 +423,27 @@ func (c *Compactor) Sweep(ctx context.Context) (int, error) {
 	}
 	// Pooled keys: a key no workflow recorded is one nobody took yet, or
 	// one whose taker lost a race; it sealed nothing that was kept. A page
-	// the listing cannot read (damaged) keeps its own keys, not the
-	// others' nor the named ones: the sweep erases what it listed and
-	// fails with the page named (unlisted).
+	// the listing cannot read keeps its own keys, not the others' nor the
+	// named ones: the sweep erases what it listed and fails with the page
+	// named (unlisted), unless it erases a damaged page whole.
 	pooled, unlisted := keys.PooledKeyIDs(ctx)
+	var (
+		erased int
+		unread []error
+	)
+	for _, err := range joined(unlisted) {
+		var d *secrets.DamagedPageError
+		if !errors.As(err, &d) {
+			unread = append(unread, err)
+			continue
+		}
+		n, err := eraseDamagedPage(ctx, keys, states, d)
+		erased += n
+		if err != nil {
+			unread = append(unread, err)
+		}
+	}
+	unlisted = errors.Join(unread...)
 	for _, id := range pooled {
 		wfID, ok, err := states.KeyHolder(ctx, id)
 		if err != nil || !ok {
@@ -443,10 +467,67 @@ func (c *Compactor) Sweep(ctx context.Context) (int, error) {
 		return err != nil
 	})
 	if len(gone) == 0 {
-		return 0, errors.Join(errs...)
+		return erased, errors.Join(errs...)
 	}
 	kept, err := c.Keys.DestroyKeys(ctx, gone)
-	return len(gone) - len(kept), errors.Join(append(errs, err)...)
+	return erased + len(gone) - len(kept), errors.Join(append(errs, err)...)
+}
+
+// joined returns the errors err joins, or err alone.
+func joined(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	if err == nil {
+		return nil
+	}
+	return []error{err}
+}
+
+// eraseDamagedPage erases key page d, which does not open, when no live
+// workflow holds a key of it, and returns how many spent keys it erased
+// with it. Judged by the read model alone, as the page cannot be read: a
+// key no workflow recorded sealed nothing that was kept (see Sweep), or
+// was taken a moment ago from a page whose stored form is lost already.
+// Its spent keys cannot be erased on their own, and they open to anyone
+// who has the master key and decrypts the page without checking its tag:
+// kept, a damaged page would keep the values of compacted workflows for
+// good. A page with a live key is kept, and named in the sweep's error:
+// its workflow fails to open its values (ErrKeyDamaged) rather than read
+// them as "***" as it would a destroyed key's, and a restore of the page
+// or of the keyring brings them back. The page goes at the first sweep
+// after its last live key is spent. A key the read model cannot judge
+// keeps the page too.
+func eraseDamagedPage(ctx context.Context, keys KeyLister, states WorkflowState, d *secrets.DamagedPageError) (int, error) {
+	var (
+		spent, live int
+		first       string // the first live key's workflow
+	)
+	for _, id := range d.Keys() {
+		wfID, held, err := states.KeyHolder(ctx, id)
+		done := !held
+		if err == nil && held {
+			done, err = keySpent(ctx, states, wfID, id, true)
+		}
+		switch {
+		case err != nil:
+			return 0, fmt.Errorf("%w; kept, the read model did not say whether key %s is spent: %w", d, id, err)
+		case !done:
+			if live++; first == "" {
+				first = wfID
+			}
+		case held:
+			spent++
+		}
+	}
+	if live > 0 {
+		return 0, fmt.Errorf("%w; kept while live workflows hold %d of its keys (%s the first), erased whole once they are spent", d, live, first)
+	}
+	erased, err := keys.EraseDamagedPage(ctx, d.Page)
+	if err != nil || !erased {
+		return 0, err
+	}
+	return spent, nil
 }
 
 // unjudged counts the keys a sweep kept because the read model could not

@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -98,6 +99,9 @@ func (k *sweptKeys) DataKeyIDs(context.Context, string) (map[string]time.Time, e
 }
 func (*sweptKeys) PooledKeyIDs(context.Context) ([]string, error) { return nil, nil }
 func (*sweptKeys) EraseSuperseded(context.Context) (int, error)   { return 0, nil }
+func (*sweptKeys) EraseDamagedPage(context.Context, string) (bool, error) {
+	return false, nil
+}
 func (*sweptKeys) Workflow(_ context.Context, id string) (*engine.Workflow, error) {
 	return &engine.Workflow{ID: id, Status: conductor.WorkflowCompleted, Compacted: true}, nil
 }
@@ -148,6 +152,9 @@ func (removedChild) DataKeyIDs(context.Context, string) (map[string]time.Time, e
 }
 func (removedChild) PooledKeyIDs(context.Context) ([]string, error) { return nil, nil }
 func (removedChild) EraseSuperseded(context.Context) (int, error)   { return 0, nil }
+func (removedChild) EraseDamagedPage(context.Context, string) (bool, error) {
+	return false, nil
+}
 func (c removedChild) KeyHolder(_ context.Context, id string) (string, bool, error) {
 	if c.holder && id == keyID("kid", masking.KindSecrets) {
 		return "kid", true, nil
@@ -243,15 +250,29 @@ func TestSweepThatFailsSaysHowManyItErased(t *testing.T) {
 }
 
 // heldKeys is sweptKeys whose pooled keys are held by the workflows
-// holders names.
+// holders names, those live names running and sealing under their key,
+// and whose reads of those unread names fail.
 type heldKeys struct {
 	sweptKeys
-	holders map[string]string // pooled key id → workflow
+	holders      map[string]string // pooled key id → workflow
+	live, unread map[string]bool
 }
 
 func (k *heldKeys) KeyHolder(_ context.Context, id string) (string, bool, error) {
 	wfID, ok := k.holders[id]
 	return wfID, ok, nil
+}
+
+func (k *heldKeys) Workflow(ctx context.Context, id string) (*engine.Workflow, error) {
+	if k.unread[id] {
+		return nil, errReadModel
+	}
+	for key, wfID := range k.holders {
+		if wfID == id && k.live[id] {
+			return &engine.Workflow{ID: id, Status: conductor.WorkflowRunning, SealsSecrets: true, SecretsKey: key}, nil
+		}
+	}
+	return k.sweptKeys.Workflow(ctx, id)
 }
 
 // A key page the sweep cannot read (damaged) keeps no other key: the
@@ -283,7 +304,7 @@ func TestSweepGoesPastADamagedKeyPage(t *testing.T) {
 	page := damaged.ID()[:strings.LastIndexByte(damaged.ID(), '.')]
 
 	logger, logs := testutil.CapturingLogger()
-	states := &heldKeys{holders: map[string]string{damaged.ID(): "wf-p", pooled.ID(): "wf-q"}}
+	states := &heldKeys{holders: map[string]string{damaged.ID(): "wf-p", pooled.ID(): "wf-q"}, live: map[string]bool{"wf-p": true}}
 	c := &Compactor{Keys: keys, Listed: keys, States: states, Logger: logger}
 	c.SweepAndLog(ctx)
 	wantErased(ctx, t, keys, spent...)
@@ -578,4 +599,112 @@ func TestSweepKeepsTheKeyARunningWorkflowsDroppedTaskSealedUnder(t *testing.T) {
 			t.Errorf("an engine started after the sweep recorded the log line %q; want the session redacted", logged.Lines)
 		}
 	}
+}
+
+// A damaged key page that no live workflow holds a key of is erased whole,
+// every revision of it: its spent keys cannot be zeroed in it, and AES-GCM
+// leaves a page with a flipped bit open to whoever has the master key and
+// skips the tag. One a live workflow holds a key of, or one the read
+// model cannot say of, is kept, and so is one wrapped under a term the
+// keyring does not hold, which a keyring reload may open. The sweep kept
+// every damaged page, named in its warning.
+func TestSweepErasesADamagedPageNoLiveWorkflowHolds(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		// damage changes the page's stored value.
+		damage func(v []byte)
+		// wf-b, holding a key of the page, runs, or cannot be read.
+		live, unread bool
+		kept         string // what the sweep's error says of a page it keeps
+	}{
+		{"a flipped bit, every key spent", flipBit, false, false, ""},
+		{"a broken tag, every key spent", func(v []byte) { v[len(v)-1] ^= 0x01 }, false, false, ""},
+		{"a flipped bit, a key live", flipBit, true, false, "kept while live workflows hold 1 of its keys (wf-b the first)"},
+		{"a flipped bit, a key unjudged", flipBit, false, true, "the read model did not say whether key"},
+		{"an unknown term, every key spent", func(v []byte) { copy(v, []byte{0xff, 0xff, 0xff, 0xff}) }, false, false, "unknown key term"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := testutil.Context(t, 30*time.Second)
+			l := testutil.OpenLog(t, "")
+			keys := openKeysOn(ctx, t, l, secrets.GenerateMasterKey())
+			holders := map[string]string{}
+			for _, wfID := range []string{"wf-a", "wf-b"} {
+				dk, err := keys.NewPooledKey(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				holders[dk.ID()] = wfID
+			}
+			var first string
+			for id, wfID := range holders {
+				if wfID == "wf-a" {
+					first = id
+				}
+			}
+			// wf-a's compaction zeroed its slot before the damage.
+			if kept, err := keys.DestroyKeys(ctx, []string{first}); err != nil {
+				t.Fatal(kept, err)
+			}
+			kv, e := keyEntry(ctx, t, l, first)
+			intact := slices.Clone(e.Value())
+			damaged := slices.Clone(intact)
+			tc.damage(damaged)
+			if _, err := kv.Put(ctx, e.Key(), damaged); err != nil {
+				t.Fatal(err)
+			}
+
+			states := &heldKeys{holders: holders, live: map[string]bool{"wf-b": tc.live}, unread: map[string]bool{"wf-b": tc.unread}}
+			c := &Compactor{Keys: keys, Listed: keys, States: states}
+			n, err := c.Sweep(ctx)
+			page := first[:strings.LastIndexByte(first, '.')]
+			stored := pageMessages(ctx, t, l, kv.Bucket(), e.Key(), intact, damaged)
+			if tc.kept == "" {
+				if n != 2 || err != nil || stored != 0 {
+					t.Fatalf("the sweep erased %d, %v, and %d messages of the stream hold page %s; want it erased whole, 2 spent keys with it", n, err, stored, page)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), page) || !strings.Contains(err.Error(), tc.kept) || stored != 1 {
+				t.Fatalf("the sweep erased %d, %v, and %d messages of the stream hold page %s; want it kept, its damaged revision alone, and the error to name it and say %q", n, err, stored, page, tc.kept)
+			}
+		})
+	}
+}
+
+// flipBit flips a bit of the ciphertext within the wrapped value v.
+func flipBit(v []byte) { v[len(v)/2] ^= 0x10 }
+
+// pageMessages counts the messages of bucket's stream that are key's, or
+// hold a part of any of values, reading every message the stream still
+// has.
+func pageMessages(ctx context.Context, t *testing.T, l *eventlog.Log, bucket, key string, values ...[]byte) int {
+	t.Helper()
+	stream, err := l.JetStream().Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && seq > 0; seq++ {
+		m, err := stream.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		holds := strings.HasSuffix(m.Subject, "."+key)
+		for _, v := range values {
+			holds = holds || bytes.Contains(m.Data, v[len(v)/4:len(v)/2])
+		}
+		if holds {
+			n++
+		}
+	}
+	return n
 }

@@ -40,7 +40,8 @@ var (
 	// ErrKeyDamaged is returned for a stored data key or key page that its
 	// keyring's term does not open (ErrDecrypt), or that opens to the
 	// wrong number of bytes: no attempt reads or rewrites it until it is
-	// restored (a backup, a repair), or the keyring that wrapped it is.
+	// restored (a backup, a repair), or the keyring that wrapped it is. A
+	// damaged key page can only be erased whole (EraseDamagedPage).
 	ErrKeyDamaged = errors.New("stored data key damaged")
 	// ErrInvalidKeyID is returned for an id that cannot name a data key
 	// (CheckKeyID), nor a slot of a key page for a pooled key's id.

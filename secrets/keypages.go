@@ -276,7 +276,8 @@ func (k *Keys) destroySlots(ctx context.Context, page string, slots []int) error
 // including slots that were never handed out. A page it cannot read (a
 // damaged one) does not keep the others' keys from their callers: it
 // lists every page it can, and returns with them one error per page it
-// could not read, naming the page.
+// could not read, naming the page; a damaged page's is a
+// *DamagedPageError.
 func (k *Keys) PooledKeyIDs(ctx context.Context) ([]string, error) {
 	var (
 		out        []string
@@ -285,6 +286,13 @@ func (k *Keys) PooledKeyIDs(ctx context.Context) ([]string, error) {
 	err := k.eachEntry(ctx, dataKeyPrefix+pagePrefix+">", func(_ bucket, e entry) error {
 		page := strings.TrimPrefix(e.Key(), dataKeyPrefix)
 		raw, err := k.unwrap(ctx, page, e.Value())
+		if err == nil && len(raw) != pageSlots*KeySize {
+			wipe(raw)
+			err = fmt.Errorf("key page %s: %w: %d bytes, want %d", page, ErrKeyDamaged, len(raw), pageSlots*KeySize)
+		}
+		if errors.Is(err, ErrKeyDamaged) {
+			err = &DamagedPageError{Page: page, err: err}
+		}
 		if err != nil {
 			unreadable = append(unreadable, err) // it names the page
 			return nil
@@ -298,6 +306,72 @@ func (k *Keys) PooledKeyIDs(ctx context.Context) ([]string, error) {
 		return nil
 	})
 	return out, errors.Join(append(unreadable, err)...)
+}
+
+// DamagedPageError is PooledKeyIDs' error for a key page whose stored
+// value does not open under the keyring's term that wrapped it, or opens
+// to the wrong size (ErrKeyDamaged). Which of its keys were destroyed and
+// which are live is unknown, and none can be erased but with the whole
+// page (EraseDamagedPage).
+type DamagedPageError struct {
+	Page string
+	err  error
+}
+
+func (e *DamagedPageError) Error() string { return e.err.Error() }
+func (e *DamagedPageError) Unwrap() error { return e.err }
+
+// Keys returns the ids of every slot of the page.
+func (e *DamagedPageError) Keys() []string {
+	ids := make([]string, pageSlots)
+	for s := range ids {
+		ids[s] = e.Page + "." + strconv.Itoa(s)
+	}
+	return ids
+}
+
+// EraseDamagedPage securely erases every stored revision of key page
+// page, the keys of all of its slots with it, if its latest revision is
+// damaged (ErrKeyDamaged), and reports whether it did. The caller knows
+// no workflow still needs a key of it. A damaged page cannot be
+// rewritten with its spent keys zeroed, and AES-GCM is CTR mode and a
+// tag: a flipped bit or a broken tag keeps the rest of the keys open to
+// anyone who decrypts it, with the master key, without checking the tag.
+// A page that opens (restored meanwhile) is not erased, nor one wrapped
+// under a term the keyring does not hold, which a rotation not visible
+// here yet explains; nor a revision stored after the damaged one was
+// read. This process hands out no more keys of the page, and refuses
+// those it handed out.
+func (k *Keys) EraseDamagedPage(ctx context.Context, page string) (bool, error) {
+	if _, _, err := pageOf(page + ".0"); err != nil {
+		return false, err
+	}
+	raw, e, err := k.unwrapStored(ctx, page)
+	switch {
+	case errors.Is(err, ErrKeyDestroyed):
+		return false, nil
+	case err == nil:
+		wipe(raw)
+		if len(raw) == pageSlots*KeySize {
+			return false, nil
+		}
+	case !errors.Is(err, ErrKeyDamaged):
+		return false, err
+	}
+	k.pool.mu.Lock()
+	if k.pool.page == page && k.pool.raw != nil {
+		wipe(k.pool.raw)
+		k.pool.raw = nil
+	}
+	k.pool.mu.Unlock()
+	for s := range pageSlots {
+		k.cache.destroy(page + "." + strconv.Itoa(s))
+	}
+	n, err := k.erase(ctx, k.bucketFor(page), dataKeyPrefix+page, e.Revision()+1)
+	if err != nil {
+		return n > 0, fmt.Errorf("erase damaged key page %s: %w", page, err)
+	}
+	return n > 0, nil
 }
 
 func isZero(b []byte) bool {

@@ -823,3 +823,73 @@ func TestPooledKeyIDsNamesAPageOfATermItCannotLoad(t *testing.T) {
 		t.Errorf("PooledKeyIDs = %v, %v; want no key listed and an error naming page %s", ids, err, page)
 	}
 }
+
+// EraseDamagedPage erases every revision of a page that does not open, or
+// opens to the wrong size, which PooledKeyIDs names as a *DamagedPageError
+// with the ids of all of its slots; this process then hands out no key of
+// the page and refuses those it handed out. A page that opens again (a
+// restore) is kept. PooledKeyIDs listed the keys of a page that opened to
+// the wrong size, and no erasure of a damaged page existed.
+func TestEraseDamagedPage(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		stored func(k *Keys, page string, wrapped []byte) []byte
+		erased bool
+	}{
+		{"a flipped bit", func(_ *Keys, _ string, w []byte) []byte { w[len(w)/2] ^= 1; return w }, true},
+		{"the wrong size", func(k *Keys, page string, _ []byte) []byte {
+			return k.Keyring().Seal(dataKeyPurpose(page), make([]byte, KeySize))
+		}, true},
+		{"restored", func(_ *Keys, _ string, w []byte) []byte { return w }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			l := testutil.OpenLog(t, "")
+			ctx := testutil.Context(t, 30*time.Second)
+			k := mustOpenKeys(t, l, GenerateMasterKey())
+			ids, cts := newPooled(t, k, 2)
+			page, _ := mustPageOf(t, ids[0])
+			held, err := k.DataKey(ctx, ids[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := k.bucketFor(page)
+			if _, err := b.kv.Put(ctx, dataKeyPrefix+page, tc.stored(k, page, storedPage(t, k, page))); err != nil {
+				t.Fatal(err)
+			}
+
+			listed, err := k.PooledKeyIDs(ctx)
+			var d *DamagedPageError
+			if got := errors.As(err, &d); got != tc.erased || got && (d.Page != page || len(d.Keys()) != pageSlots || d.Keys()[1] != ids[1] || !errors.Is(err, ErrKeyDamaged) || len(listed) != 0) {
+				t.Fatalf("PooledKeyIDs = %q, %v; want a damaged page error for %s: %v", listed, err, page, tc.erased)
+			}
+			erased, err := k.EraseDamagedPage(ctx, page)
+			if err != nil || erased != tc.erased {
+				t.Fatalf("EraseDamagedPage = %v, %v; want %v", erased, err, tc.erased)
+			}
+			info, err := b.stream.Info(ctx, jetstream.WithSubjectFilter(pageSubject(page)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.erased {
+				checkOpens(t, k, ids, cts)
+				return
+			}
+			if n := len(info.State.Subjects); n != 0 {
+				t.Errorf("the page's subject holds messages after its erasure: %v", info.State.Subjects)
+			}
+			if _, err := held.Open(pooledPurpose, cts[ids[0]]); !errors.Is(err, ErrKeyDestroyed) {
+				t.Errorf("a key of the erased page handed out before opens: %v; want ErrKeyDestroyed", err)
+			}
+			checkDestroyed(t, k, ids)
+			dk, err := k.NewPooledKey(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p, _ := mustPageOf(t, dk.ID()); p == page {
+				t.Errorf("key %s handed out of the erased page", dk.ID())
+			}
+		})
+	}
+}
