@@ -1,7 +1,7 @@
 // Package leaktest searches everything a flowvault process leaves behind
 // for a planted secret: HTTP responses, log output, metrics, every message
-// of every JetStream stream, every file of a data directory and every key
-// and value of a Pebble store. It looks for the plaintext and for the
+// of every JetStream stream, every file of a data directory (and its
+// name) and every key and value of a Pebble store. It looks for the plaintext and for the
 // encodings a leak would take on the way (base64 at every alignment, hex,
 // URL escaping, JSON and Go quoting), and reports where it found one,
 // never the secret itself.
@@ -326,19 +326,27 @@ func (s *Scanner) ScanStreams(tb testing.TB, js jetstream.JetStream) {
 	}
 }
 
-// ScanDir reads every regular file under dir, raw.
+// ScanDir reads every regular file under dir, raw, and the name of every
+// file and directory under it: a name made of the secret (a key or a
+// subject a store keeps as a file) is as readable as a file's contents.
 func (s *Scanner) ScanDir(tb testing.TB, dir string) {
 	tb.Helper()
 	n := 0
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
+		if err != nil {
 			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		if rel != "." {
+			s.scanName(rel)
+		}
+		if !d.Type().IsRegular() {
+			return nil
 		}
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(dir, path)
 		s.Scan("file "+rel, b)
 		n++
 		return nil
@@ -349,6 +357,16 @@ func (s *Scanner) ScanDir(tb testing.TB, dir string) {
 	if n == 0 {
 		tb.Fatalf("scan %s: no files", dir)
 	}
+}
+
+// scanName searches the path of an entry for every form; the hit names
+// the path with each form found in it read as ***, never the secret.
+func (s *Scanner) scanName(rel string) {
+	masked := rel
+	for _, f := range s.forms {
+		masked = strings.ReplaceAll(masked, string(f.Bytes), "***")
+	}
+	s.Scan("filename "+masked, []byte(rel))
 }
 
 // ScanPebble opens the (closed) Pebble store in dir read-only and scans

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -99,5 +101,36 @@ func TestRandomSecretHasNoOuterSpace(t *testing.T) {
 		if s[0] == ' ' || s[len(s)-1] == ' ' {
 			t.Fatalf("%q starts or ends with a space", s)
 		}
+	}
+}
+
+// A file or directory named with the secret is found, whatever it holds,
+// and the report reads the name without it.
+func TestScanDirFindsNames(t *testing.T) {
+	t.Parallel()
+	secret := []byte(strings.ToLower(hex.EncodeToString(RandomSecret(16))))
+	for _, tc := range []struct{ name, path string }{
+		{"file", "kv/" + string(secret) + ".blk"},
+		{"directory", "streams/s-" + string(secret) + "/msgs/1.blk"},
+		{"base64 in a name", "keys/" + base64.RawURLEncoding.EncodeToString(secret)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			path := filepath.Join(dir, filepath.FromSlash(tc.path))
+			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, []byte("nothing secret"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			s := New(secret)
+			s.ScanDir(t, dir)
+			ft := &fakeTB{}
+			s.Check(ft)
+			if !ft.failed || !strings.Contains(ft.msg, "filename ") || strings.Contains(ft.msg, string(secret)) {
+				t.Fatalf("report %q (failed %v)", ft.msg, ft.failed)
+			}
+		})
 	}
 }
