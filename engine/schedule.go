@@ -84,18 +84,24 @@ func (d *decision) schedule(wt *conductor.WorkflowTask, o scheduleOpts) *Task {
 	if typ == conductor.TaskTypeDynamic {
 		// The task to run is named by the input: resolve it, then schedule
 		// that task in the DYNAMIC task's place.
-		in := o.input
+		in, deferred := o.input, o.deferred
 		if o.retryOf != nil {
-			in = o.retryOf.Input
+			in, deferred = o.retryOf.Input, o.retryOf.Deferred
 		}
 		var err error
 		if in == nil {
-			in, _, err = d.evaluateAside(wt.InputParameters, id)
+			in, deferred, err = d.evaluateAside(wt.InputParameters, id)
 		}
 		resolved, rerr := resolveDynamic(wt, in)
-		if rerr == nil && d.unsealedText(resolved.Name) {
+		switch {
+		case rerr != nil:
+		case d.unsealedText(resolved.Name):
 			rerr = fmt.Errorf("DYNAMIC %s takes its task name from the workflow's _secrets or _masked data (or a maskedFields field), which a task's name "+
 				"(and its queue's) would show in plain text", wt.TaskReferenceName)
+		case slices.ContainsFunc(deferred, func(p []any) bool { return len(p) > 0 && p[0] == wt.DynamicTaskNameParam }):
+			// A reference resolves at hand-off only: the task would be
+			// named after its text, a queue no worker serves.
+			rerr = fmt.Errorf("DYNAMIC %s: %s", wt.TaskReferenceName, sealedReason(wt.DynamicTaskNameParam, sealedDataRead))
 		}
 		if err == nil && rerr == nil {
 			return d.schedule(resolved, o)

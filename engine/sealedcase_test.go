@@ -161,7 +161,7 @@ func TestSealedSwitchOnFunctionResult(t *testing.T) {
 }
 
 // A WAIT's duration or until, a TERMINATE's terminationStatus and
-// terminationReason and a SUB_WORKFLOW's name, which the decider reads itself, taken from sealed
+// terminationReason, a SUB_WORKFLOW's name and a DYNAMIC task's name, which the decider reads itself, taken from sealed
 // data (whole, in text, computed from it) or a secret fail the task with
 // a reason naming the field, not the value, in the decision that seals
 // the data as in a later one; plain values run.
@@ -192,6 +192,9 @@ func TestEngineReadFieldFromSealedDataFails(t *testing.T) {
 	}
 	start := func(request string) string {
 		return `{"name":"start","taskReferenceName":"t","type":"START_WORKFLOW","inputParameters":{"startWorkflow":{` + request + `}}}`
+	}
+	dynamic := func(param string) string {
+		return `{"name":"d","taskReferenceName":"t","type":"DYNAMIC","dynamicTaskNameParam":"tn","inputParameters":{"tn":"` + param + `"}}`
 	}
 	const value = "COMPLETED" // a valid value of every field below but a name
 	for _, tc := range []struct {
@@ -241,6 +244,11 @@ func TestEngineReadFieldFromSealedDataFails(t *testing.T) {
 		{"START_WORKFLOW name, same decision", start(`"name":"${src.output._secrets.v}"`), "startWorkflow.name", false, true, ""},
 		{"START_WORKFLOW priority, same decision", start(`"name":"kid","priority":"${src.output._secrets.v}"`), "startWorkflow.priority", false, true, ""},
 		{"START_WORKFLOW version, later decision", start(`"name":"kid","version":"${src.output._secrets.v}"`), "startWorkflow.version", true, true, ""},
+		// The task would be named after the reference's text.
+		{"DYNAMIC name, a secret", dynamic("${workflow.secrets.tn}"), "tn", false, true, ""},
+		{"DYNAMIC name in text, a secret", dynamic("w_${workflow.secrets.tn}"), "tn", false, true, ""},
+		{"DYNAMIC name, an environment value", dynamic("${workflow.env.tn}"), "tn", true, true, ""},
+		{"DYNAMIC name, plain", dynamic("${src.output.wait}"), "", false, false, conductor.TaskScheduled},
 		{"START_WORKFLOW input, later decision", start(`"name":"kid","input":{"x":"${src.output._secrets.v}"}`), "", true, false, conductor.TaskInProgress},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
