@@ -284,6 +284,25 @@ func (d *decision) forkSpec(wt *conductor.WorkflowTask, ref string, iteration in
 	return f, nil
 }
 
+// forkNameReferenced names the field of a dynamic fork's input (deferred
+// its paths holding references) that gives a forked task its name or
+// reference name from a secret or an environment value, or "". Such a
+// reference resolves at hand-off only: the task would be named after its
+// text. The fork is read as forkSpec reads it.
+func forkNameReferenced(wt *conductor.WorkflowTask, input map[string]any, deferred [][]any) string {
+	param := wt.DynamicForkTasksParam
+	simple := param == "" || input[param] == nil
+	for _, p := range deferred {
+		switch {
+		case simple && len(p) == 1 && p[0] == "forkTaskName":
+			return "forkTaskName"
+		case !simple && len(p) == 3 && p[0] == param && (p[2] == "name" || p[2] == "taskReferenceName"):
+			return fmt.Sprintf("%s[%v].%s", param, p[1], p[2])
+		}
+	}
+	return ""
+}
+
 func listForkSpec(wt *conductor.WorkflowTask, ref string, input map[string]any) (*dynamicFork, error) {
 	if wt.DynamicForkTasksParam == "" {
 		return nil, fmt.Errorf("FORK_JOIN_DYNAMIC %s needs dynamicForkTasksParam (or input forkTaskName and forkTaskInputs)", ref)
@@ -372,6 +391,9 @@ func (d *decision) prepareFork(wt *conductor.WorkflowTask, ev *schemas.TaskSched
 	f, err := d.forkSpec(wt, ev.Ref, ev.Iteration, ev.Input)
 	if err != nil {
 		return err
+	}
+	if field := forkNameReferenced(wt, ev.Input, ev.Deferred); field != "" {
+		return fmt.Errorf("FORK_JOIN_DYNAMIC %s: %s", ev.Ref, sealedReason(field, sealedDataRead))
 	}
 	for _, t := range f.tasks {
 		if d.latest(iterRef(t.TaskReferenceName, ev.Iteration)) != nil {

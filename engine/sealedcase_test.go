@@ -161,7 +161,7 @@ func TestSealedSwitchOnFunctionResult(t *testing.T) {
 }
 
 // A WAIT's duration or until, a TERMINATE's terminationStatus and
-// terminationReason, a SUB_WORKFLOW's name and a DYNAMIC task's name, which the decider reads itself, taken from sealed
+// terminationReason, a SUB_WORKFLOW's name, a DYNAMIC task's name and a dynamic fork's task's name or reference name, which the decider reads itself, taken from sealed
 // data (whole, in text, computed from it) or a secret fail the task with
 // a reason naming the field, not the value, in the decision that seals
 // the data as in a later one; plain values run.
@@ -192,6 +192,10 @@ func TestEngineReadFieldFromSealedDataFails(t *testing.T) {
 	}
 	start := func(request string) string {
 		return `{"name":"start","taskReferenceName":"t","type":"START_WORKFLOW","inputParameters":{"startWorkflow":{` + request + `}}}`
+	}
+	fork := func(task string) string {
+		return `{"name":"f","taskReferenceName":"t","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"ts","inputParameters":{"ts":[` + task + `]}},` +
+			`{"name":"j","taskReferenceName":"j","type":"JOIN"}`
 	}
 	dynamic := func(param string) string {
 		return `{"name":"d","taskReferenceName":"t","type":"DYNAMIC","dynamicTaskNameParam":"tn","inputParameters":{"tn":"` + param + `"}}`
@@ -249,6 +253,12 @@ func TestEngineReadFieldFromSealedDataFails(t *testing.T) {
 		{"DYNAMIC name in text, a secret", dynamic("w_${workflow.secrets.tn}"), "tn", false, true, ""},
 		{"DYNAMIC name, an environment value", dynamic("${workflow.env.tn}"), "tn", true, true, ""},
 		{"DYNAMIC name, plain", dynamic("${src.output.wait}"), "", false, false, conductor.TaskScheduled},
+		{"forked task's reference name, a secret", fork(`{"name":"w","taskReferenceName":"${workflow.secrets.ref}"}`), "ts[0].taskReferenceName", false, true, ""},
+		{"forked task's name in text, a secret", fork(`{"name":"w_${workflow.secrets.n}","taskReferenceName":"f"}`), "ts[0].name", false, true, ""},
+		{"forked task's reference name, an environment value", fork(`{"name":"w","taskReferenceName":"${workflow.env.ref}"}`), "ts[0].taskReferenceName", true, true, ""},
+		{"simple fork's task name, a secret", `{"name":"f","taskReferenceName":"t","type":"FORK_JOIN_DYNAMIC","inputParameters":{"forkTaskName":"${workflow.secrets.n}","forkTaskInputs":[1]}},` +
+			`{"name":"j","taskReferenceName":"j","type":"JOIN"}`, "forkTaskName", false, true, ""},
+		{"forked task's input, a secret", fork(`{"name":"w","taskReferenceName":"f","inputParameters":{"k":"${workflow.secrets.k}"}}`), "", false, false, conductor.TaskCompleted},
 		{"START_WORKFLOW input, later decision", start(`"name":"kid","input":{"x":"${src.output._secrets.v}"}`), "", true, false, conductor.TaskInProgress},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
