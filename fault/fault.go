@@ -34,8 +34,9 @@ var (
 	ErrStale = errors.New("changed while checked")
 	// ErrSecretInName: a decision would name a task (its name, reference
 	// name or domain, which are shown, searched and make its queue's
-	// subject) with a value resolved from a secret or sealed by its
-	// workflow; nothing of it was recorded. It is invalid: errors.Is(err,
+	// subject), or the secret an UPDATE_SECRET writes, with a value
+	// resolved from a secret or sealed by its workflow; nothing of it was
+	// recorded. It is invalid: errors.Is(err,
 	// ErrInvalid) holds.
 	ErrSecretInName = errors.New("a task would be named with a secret value")
 )

@@ -994,7 +994,21 @@ func (p *protection) sealEvent(ev schemas.Event) (out schemas.Event, changed boo
 	case *schemas.TaskScheduled:
 		if e.Type == conductor.TaskTypeUpdateSecret {
 			if name, ok := updatedSecretName(e.Input); ok {
-				p.m.addName(name)
+				// A secret's name is its subject and its keys, listed to
+				// everyone who may list secrets, and redaction stops
+				// looking for it: made of a value this workflow resolved
+				// or sealed (a worker's echo of a secret, which this
+				// decision reads before it is redacted), it would name
+				// the secret with the value, and the decision is not
+				// recorded. A task failed as it is scheduled writes
+				// nothing: the value is still looked for.
+				switch {
+				case p.plainText(p.m.get(), name) == name:
+					p.m.addName(name)
+				case e.Status == conductor.TaskScheduled:
+					return nil, false, fault.SecretInName("an UPDATE_SECRET this decision schedules would name the secret it writes "+
+						"with a value resolved from a secret or sealed by workflow %s: give secret names as plain data", strings.TrimPrefix(p.wf, "wf/"))
+				}
 			}
 		}
 		input, err := p.seal(taskPath(wf, e.TaskID, "input"), e.Input, nil)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -1109,5 +1110,62 @@ func TestLateSecretMarkedByPathsThatDoNotSpellIt(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// The name of the secret an UPDATE_SECRET writes is its subject and its
+// keys, listed to everyone who may list secrets, and redaction stops
+// looking for it: a name a resolved value reached in the decision that
+// schedules the task (a worker's echo of a secret, read before this pass
+// redacts it) is refused, quoting nothing, and the value is still
+// redacted after; a plain name goes through.
+func TestUpdateSecretNamedWithAResolvedValueIsRefused(t *testing.T) {
+	const secret = "resolved-secret-value"
+	for _, tc := range []struct {
+		name, secretKey string
+		failed          bool // as it is scheduled: it is handed nothing
+		refused         bool
+	}{
+		{"plain", "deploy_key", false, false},
+		{"the value", secret, false, true},
+		{"text holding it", "k_" + secret, false, true},
+		{"the value, the task failed as it is scheduled", secret, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, keys := openKeys(t)
+			g := New(Config{Keys: keys})
+			started, err := engine.Apply(nil, &schemas.WorkflowStarted{WorkflowID: "wf-name", Name: "w", Version: 1,
+				Def: []byte(`{"name":"w","version":1,"tasks":[]}`)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := applyAll(t, started, &schemas.TaskScheduled{TaskID: "src", Ref: "src", Name: "src", Type: conductor.TaskTypeSimple, Status: conductor.TaskScheduled},
+				&schemas.TaskScheduled{TaskID: "next", Ref: "next", Name: "next", Type: conductor.TaskTypeSimple, Status: conductor.TaskScheduled})
+			g.memoFor("wf-name").add([]byte(secret)) // as a hand-off resolving it does
+			status := conductor.TaskScheduled
+			if tc.failed {
+				status = conductor.TaskFailedWithTerminalError
+			}
+			_, err = g.Protect(ctx, before, engine.Decision{Events: []schemas.Event{
+				&schemas.TaskUpdated{TaskID: "src", Status: conductor.TaskCompleted, Output: map[string]any{"echo": secret}, Time: 1},
+				&schemas.TaskScheduled{TaskID: "r", Ref: "r", Name: "r", Type: conductor.TaskTypeUpdateSecret, Status: status,
+					Input: map[string]any{"_secrets": map[string]any{"secretKey": tc.secretKey, "secretValue": "v"}}, Time: 1}}})
+			switch {
+			case tc.refused && !errors.Is(err, fault.ErrSecretInName):
+				t.Fatalf("protect: %v, want it refused as a name made of a secret value", err)
+			case !tc.refused && err != nil:
+				t.Fatalf("protect: %v", err)
+			case err != nil && strings.Contains(err.Error(), secret):
+				t.Fatalf("the refusal quotes the value: %v", err)
+			}
+			dec, err := g.Protect(ctx, before, engine.Decision{Events: []schemas.Event{
+				&schemas.TaskUpdated{TaskID: "next", Status: conductor.TaskCompleted, Output: map[string]any{"echo": secret}, Time: 2}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := dec.Events[0].(*schemas.TaskUpdated).Output["echo"]; got != masking.Mask {
+				t.Fatalf("a later echo of the value is stored as %v, want it redacted", got)
+			}
+		})
 	}
 }
