@@ -88,9 +88,10 @@ func taskRefs(wf *conductor.Workflow) []string {
 // Every field that names something (a child workflow, its idempotency
 // key and domains, a started workflow's correlation id, a task's name or
 // reference name, a case, an event's subject, a wait's time, a variable,
-// an output's keys, a cached output's key, a worker) given a secret, a worker's _secrets data or
-// a worker's echo of a secret: the shape either fails naming the field,
-// or runs with "***" where the value would be, and neither value is
+// an output's keys, a cached output's key, the secret an UPDATE_SECRET
+// writes, a worker) given a secret, a worker's _secrets data or a
+// worker's echo of a secret: the shape either fails naming the field, or
+// runs with "***" where the value would be, and neither value is
 // anywhere afterwards, the names of the data dir's files included.
 func TestNamesMadeOfSecretValues(t *testing.T) {
 	t.Parallel()
@@ -118,6 +119,9 @@ func TestNamesMadeOfSecretValues(t *testing.T) {
 	}
 	cached := func(k string) string {
 		return `{"name":"nm_sink","taskReferenceName":"k","inputParameters":{"k":"` + k + `"},"cacheConfig":{"key":"${k}","ttlInSecond":600}}`
+	}
+	rotate := func(name string) string {
+		return `{"name":"r","taskReferenceName":"r","type":"UPDATE_SECRET","inputParameters":{"_secrets":{"secretKey":"` + name + `","secretValue":"v"}}}`
 	}
 	const sealed = "is sealed data, a secret or an environment value"
 	shapes := []struct {
@@ -184,6 +188,9 @@ func TestNamesMadeOfSecretValues(t *testing.T) {
 		{"cache_key_secret", cached("S"), conductor.WorkflowCompleted, ""},
 		{"cache_key_data", cached("${src.output._secrets.v}"), conductor.WorkflowCompleted, ""},
 		{"cache_key_echo", cached("${src.output.echo}"), conductor.WorkflowCompleted, ""},
+		{"secret_name_secret", rotate("S"), conductor.WorkflowFailed, "names the secret by secret data"},
+		{"secret_name_data", rotate("${src.output._secrets.v}"), conductor.WorkflowFailed, "would name the secret it writes with a value"},
+		{"secret_name_echo", rotate("${src.output.echo}"), conductor.WorkflowFailed, "would name the secret it writes with a value"},
 		{"worker_id_secret", `{"name":"nm_self","taskReferenceName":"self","inputParameters":{"s":"S"}}`, conductor.WorkflowCompleted, ""},
 	}
 	// Each shape has a workflow, a secret and _secrets data of its own:
@@ -240,7 +247,7 @@ func TestNamesMadeOfSecretValues(t *testing.T) {
 		}
 	}
 	for _, p := range []string{"/api/workflow/search?freeText=*&size=100", "/api/tasks/search?freeText=*&size=100",
-		"/api/tasks/queue/all/verbose", "/metrics"} {
+		"/api/tasks/queue/all/verbose", "/metrics", "/api/secrets", "/api/secrets-v2"} {
 		e.must(http.StatusOK, "GET", p, nil)
 	}
 	for _, id := range ids {
