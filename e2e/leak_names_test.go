@@ -1,7 +1,9 @@
 package e2e_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -9,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/flowvault/flowvault/internal/leaktest"
+	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/schemas/conductor"
 	"github.com/flowvault/flowvault/workers"
 )
@@ -205,6 +210,19 @@ func TestNamesMadeOfSecretValues(t *testing.T) {
 	defer cancel()
 	n := startLeakNode(ctx, t, nil)
 	e := n.env(t, scanners...)
+	// Every subject a message is published to, and its headers (an
+	// EVENT's sink is a subject no stream keeps): their data are left
+	// out, as a hand-off carries the secret to its worker.
+	published, err := n.Log().Conn().Subscribe(">", func(m *nats.Msg) {
+		var hdr bytes.Buffer
+		_ = http.Header(m.Header).Write(&hdr)
+		for _, sc := range scanners {
+			sc.Scan("published message's subject and headers", append([]byte(m.Subject+"\n"), hdr.Bytes()...))
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.must(http.StatusNoContent, "POST", "/api/metadata/taskdefs", `[{"name":"nm_src","retryCount":0},{"name":"nm_sink","retryCount":0},{"name":"nm_self","retryCount":0}]`)
 	e.register(`{"name":"nm_child","tasks":[{"name":"v","taskReferenceName":"v","type":"SET_VARIABLE","inputParameters":{"a":1}}]}`)
 	// The source of each shape's data, and of its echo of the secret.
@@ -252,6 +270,18 @@ func TestNamesMadeOfSecretValues(t *testing.T) {
 	}
 	for _, id := range ids {
 		e.must(http.StatusOK, "GET", "/api/workflow/"+id+"?includeTasks=true", nil)
+	}
+	if err := published.Drain(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 30*time.Second, 10*time.Millisecond, func() error {
+		if published.IsValid() {
+			return errors.New("the subscription to every subject is still draining")
+		}
+		return nil
+	})
+	if scanners[0].Scanned()["published"] == 0 {
+		t.Fatal("no published message was searched")
 	}
 	n.scanEverything(t, scanners, names)
 }
