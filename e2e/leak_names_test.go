@@ -193,8 +193,8 @@ func TestNamesMadeOfSecretValues(t *testing.T) {
 		{"cache_key_secret", cached("S"), conductor.WorkflowCompleted, ""},
 		{"cache_key_data", cached("${src.output._secrets.v}"), conductor.WorkflowCompleted, ""},
 		{"cache_key_echo", cached("${src.output.echo}"), conductor.WorkflowCompleted, ""},
-		{"secret_name_secret", rotate("S"), conductor.WorkflowFailed, "names the secret by secret data"},
-		{"secret_name_data", rotate("${src.output._secrets.v}"), conductor.WorkflowFailed, "would name the secret it writes with a value"},
+		{"secret_name_secret", rotate("S"), conductor.WorkflowFailed, "_secrets.secretKey " + sealed},
+		{"secret_name_data", rotate("${src.output._secrets.v}"), conductor.WorkflowFailed, "_secrets.secretKey " + sealed},
 		{"secret_name_echo", rotate("${src.output.echo}"), conductor.WorkflowFailed, "would name the secret it writes with a value"},
 		{"worker_id_secret", `{"name":"nm_self","taskReferenceName":"self","inputParameters":{"s":"S"}}`, conductor.WorkflowCompleted, ""},
 	}

@@ -416,7 +416,7 @@ func TestUpdateSecretTask(t *testing.T) {
 	e.register(`{"name":"rotate_named_by_secret","tasks":[{"name":"set","taskReferenceName":"set","type":"UPDATE_SECRET",
 	   "inputParameters":{"_secrets":{"secretKey":"${workflow.secrets.name_src}","secretValue":"v-1234567"}}}]}`)
 	wf = e.waitStatus(e.start("rotate_named_by_secret", nil), conductor.WorkflowFailed)
-	if reason := wf.Tasks[0].ReasonForIncompletion; !strings.Contains(reason, "by secret data") {
+	if reason := wf.Tasks[0].ReasonForIncompletion; !strings.Contains(reason, "_secrets.secretKey is sealed data") {
 		t.Fatalf("reason %q", reason)
 	}
 	// Nor does a value a task returned under _secrets.
@@ -424,7 +424,7 @@ func TestUpdateSecretTask(t *testing.T) {
 	  {"name":"set","taskReferenceName":"set","type":"UPDATE_SECRET",
 	   "inputParameters":{"_secrets":{"secretKey":"x-${fetch.output['_secrets'].token}","secretValue":"v-1234567"}}}]}`)
 	wf = e.waitStatus(e.start("rotate_named_by_output", nil), conductor.WorkflowFailed)
-	if reason := taskByRef(wf, "set").ReasonForIncompletion; !strings.Contains(reason, "by secret data") {
+	if reason := taskByRef(wf, "set").ReasonForIncompletion; !strings.Contains(reason, "_secrets.secretKey is sealed data") {
 		t.Fatalf("reason %q", reason)
 	}
 	if names := e.must(http.StatusOK, "GET", "/api/secrets", nil); strings.Contains(names, "value-as-name-5551") || strings.Contains(names, "rotated-value-9") {

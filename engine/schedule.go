@@ -563,6 +563,18 @@ func (d *decision) prepare(wt *conductor.WorkflowTask, eff conductor.EffectiveTa
 		if err := d.prepareStartWorkflow(ev, tmpl()); err != nil {
 			fail("%v", err)
 		}
+	case conductor.TaskTypeUpdateSecret:
+		// The name is the secret's subject and its keys, listed to
+		// everyone who may list secrets: sealed data it reads (a
+		// maskedFields field, a copy of _secrets data) would be opened
+		// into it at hand-off.
+		if reason := d.readsSealedAt(ev, tmpl(), "_secrets", "secretKey"); reason != "" {
+			fail("UPDATE_SECRET %s: %s", ev.Ref, reason)
+			return
+		}
+		if !runsInSystemWorker(ev.Type) {
+			fail("task type %s is not supported", ev.Type)
+		}
 	case conductor.TaskTypeWait:
 		if reason := d.readsSealed(ev, tmpl(), "duration", "until"); reason != "" {
 			fail("WAIT %s: %s", ev.Ref, reason)

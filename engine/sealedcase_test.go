@@ -161,7 +161,7 @@ func TestSealedSwitchOnFunctionResult(t *testing.T) {
 }
 
 // A WAIT's duration or until, a TERMINATE's terminationStatus and
-// terminationReason, a SUB_WORKFLOW's name, a DYNAMIC task's name and a dynamic fork's task's name or reference name, which the decider reads itself, taken from sealed
+// terminationReason, a SUB_WORKFLOW's name, a DYNAMIC task's name, a dynamic fork's task's name or reference name and the name of the secret an UPDATE_SECRET writes, which the decider reads itself or which names something, taken from sealed
 // data (whole, in text, computed from it) or a secret fail the task with
 // a reason naming the field, not the value, in the decision that seals
 // the data as in a later one; plain values run.
@@ -196,6 +196,9 @@ func TestEngineReadFieldFromSealedDataFails(t *testing.T) {
 	fork := func(task string) string {
 		return `{"name":"f","taskReferenceName":"t","type":"FORK_JOIN_DYNAMIC","dynamicForkTasksParam":"ts","inputParameters":{"ts":[` + task + `]}},` +
 			`{"name":"j","taskReferenceName":"j","type":"JOIN"}`
+	}
+	rotate := func(param string) string {
+		return `{"name":"r","taskReferenceName":"t","type":"UPDATE_SECRET","inputParameters":{"_secrets":{"secretKey":"` + param + `","secretValue":"v"}}}`
 	}
 	dynamic := func(param string) string {
 		return `{"name":"d","taskReferenceName":"t","type":"DYNAMIC","dynamicTaskNameParam":"tn","inputParameters":{"tn":"` + param + `"}}`
@@ -259,6 +262,12 @@ func TestEngineReadFieldFromSealedDataFails(t *testing.T) {
 		{"simple fork's task name, a secret", `{"name":"f","taskReferenceName":"t","type":"FORK_JOIN_DYNAMIC","inputParameters":{"forkTaskName":"${workflow.secrets.n}","forkTaskInputs":[1]}},` +
 			`{"name":"j","taskReferenceName":"j","type":"JOIN"}`, "forkTaskName", false, true, ""},
 		{"forked task's input, a secret", fork(`{"name":"w","taskReferenceName":"f","inputParameters":{"k":"${workflow.secrets.k}"}}`), "", false, false, conductor.TaskCompleted},
+		// The secret's name, which lists and its subject show.
+		{"UPDATE_SECRET name, same decision", rotate("${src.output._secrets.v}"), "_secrets.secretKey", false, true, ""},
+		{"UPDATE_SECRET name, later decision", rotate("${src.output._secrets.v}"), "_secrets.secretKey", true, true, ""},
+		{"UPDATE_SECRET name in text, later decision", rotate("k_${src.output._secrets.v}"), "_secrets.secretKey", true, true, ""},
+		{"UPDATE_SECRET name, a secret", rotate("${workflow.secrets.n}"), "_secrets.secretKey", false, true, ""},
+		{"UPDATE_SECRET name, plain", rotate("${src.output.status}"), "", false, false, conductor.TaskScheduled},
 		{"START_WORKFLOW input, later decision", start(`"name":"kid","input":{"x":"${src.output._secrets.v}"}`), "", true, false, conductor.TaskInProgress},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -381,8 +390,8 @@ func TestSwitchCaseFromTemplateOfSealedData(t *testing.T) {
 // decider reads itself from it fails the task naming the field, and a case
 // from it goes to the SWITCH's system worker, as for _secrets data: the
 // value, too short here for redaction, would otherwise be the workflow's
-// reason, a started workflow's correlation id or a sub-workflow's name in
-// plain text.
+// reason, a started workflow's correlation id, a sub-workflow's name or a
+// secret's name in plain text.
 func TestEngineReadFieldFromMaskedFieldFails(t *testing.T) {
 	const card = "kid-1" // shorter than redaction looks for
 	terminate := func(reason string) string {
@@ -409,6 +418,12 @@ func TestEngineReadFieldFromMaskedFieldFails(t *testing.T) {
 			false, "duration", conductor.TaskFailedWithTerminalError},
 		{"DYNAMIC name", `{"name":"d","taskReferenceName":"t","type":"DYNAMIC","dynamicTaskNameParam":"n","inputParameters":{"n":"${workflow.input.card}"}}`,
 			false, "DYNAMIC t takes its task name", conductor.TaskFailedWithTerminalError},
+		{"UPDATE_SECRET name", `{"name":"r","taskReferenceName":"t","type":"UPDATE_SECRET","inputParameters":{"_secrets":{"secretKey":"${workflow.input.card}","secretValue":"v"}}}`,
+			false, "_secrets.secretKey", conductor.TaskFailedWithTerminalError},
+		{"UPDATE_SECRET name, a rerun's input", `{"name":"r","taskReferenceName":"t","type":"UPDATE_SECRET","inputParameters":{"_secrets":{"secretKey":"k_${workflow.input.card}","secretValue":"v"}}}`,
+			true, "_secrets.secretKey", conductor.TaskFailedWithTerminalError},
+		{"UPDATE_SECRET name, a field not masked", `{"name":"r","taskReferenceName":"t","type":"UPDATE_SECRET","inputParameters":{"_secrets":{"secretKey":"${workflow.input.open}","secretValue":"v"}}}`,
+			false, "", conductor.TaskScheduled},
 		// Handed to the system worker, which gets the value opened.
 		{"SWITCH case", `{"name":"sw","taskReferenceName":"t","type":"SWITCH","evaluatorType":"value-param","expression":"c",` +
 			`"inputParameters":{"c":"${workflow.input.card}"},"decisionCases":{"` + card + `":[]}}`, false, "", conductor.TaskScheduled},

@@ -20,7 +20,7 @@ import (
 // play the system worker's part.
 func init() {
 	for _, typ := range []string{conductor.TaskTypeInline, conductor.TaskTypeLambda, conductor.TaskTypeJSONJQ,
-		conductor.TaskTypeSwitch, conductor.TaskTypeDecision, conductor.TaskTypeDoWhile, conductor.TaskTypeEvent} {
+		conductor.TaskTypeSwitch, conductor.TaskTypeDecision, conductor.TaskTypeDoWhile, conductor.TaskTypeEvent, conductor.TaskTypeUpdateSecret} {
 		engine.RegisterSystemWorkerType(typ)
 	}
 }
