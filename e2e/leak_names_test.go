@@ -100,8 +100,9 @@ func taskRefs(wf *conductor.Workflow) []string {
 // anywhere afterwards, the names of the data dir's files included.
 func TestNamesMadeOfSecretValues(t *testing.T) {
 	t.Parallel()
-	// S is the shape's secret; ${src.output._secrets.v} its data, and
-	// ${src.output.echo} the worker's echo of the secret.
+	// S is the shape's secret; ${src.output._secrets.v} its data,
+	// ${src.output.echo} the worker's echo of the secret, and
+	// ${workflow.input.card} a maskedFields field of its input.
 	sub := func(param string) string {
 		return `{"name":"c","taskReferenceName":"c","type":"SUB_WORKFLOW","subWorkflowParam":{` + param + `}}`
 	}
@@ -196,6 +197,13 @@ func TestNamesMadeOfSecretValues(t *testing.T) {
 		{"secret_name_secret", rotate("S"), conductor.WorkflowFailed, "_secrets.secretKey " + sealed},
 		{"secret_name_data", rotate("${src.output._secrets.v}"), conductor.WorkflowFailed, "_secrets.secretKey " + sealed},
 		{"secret_name_echo", rotate("${src.output.echo}"), conductor.WorkflowFailed, "would name the secret it writes with a value"},
+		{"secret_name_masked", rotate("${workflow.input.card}"), conductor.WorkflowFailed, "_secrets.secretKey " + sealed},
+		{"sub_name_masked", sub(`"name":"${workflow.input.card}"`), conductor.WorkflowFailed, "subWorkflowParam.name " + sealed},
+		{"start_corr_masked", start(`"name":"nm_child","correlationId":"${workflow.input.card}"`), conductor.WorkflowFailed, "startWorkflow.correlationId " + sealed},
+		{"dynamic_masked", `{"name":"d","taskReferenceName":"d","type":"DYNAMIC","dynamicTaskNameParam":"tn","inputParameters":{"tn":"${workflow.input.card}"}}`,
+			conductor.WorkflowFailed, `input "tn" holds no task name`},
+		{"event_sink_masked", `{"name":"e","taskReferenceName":"e","type":"EVENT","sink":"nats:${workflow.input.card}"}`, conductor.WorkflowCompleted, ""},
+		{"cache_key_masked", cached("${workflow.input.card}"), conductor.WorkflowCompleted, ""},
 		{"worker_id_secret", `{"name":"nm_self","taskReferenceName":"self","inputParameters":{"s":"S"}}`, conductor.WorkflowCompleted, ""},
 	}
 	// Each shape has a workflow, a secret and _secrets data of its own:
@@ -204,6 +212,7 @@ func TestNamesMadeOfSecretValues(t *testing.T) {
 	for _, tc := range shapes {
 		vals[tc.name] = strings.ToLower("s" + alnum(30))
 		vals[tc.name+" data"] = strings.ToLower("d" + alnum(30))
+		vals[tc.name+" card"] = strings.ToLower("c" + alnum(30))
 	}
 	scanners, names := scannersOf(vals)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -244,8 +253,8 @@ func TestNamesMadeOfSecretValues(t *testing.T) {
 		ref := "${workflow.secrets." + tc.name + "}"
 		src := `{"name":"nm_src","taskReferenceName":"src","inputParameters":{"s":"S"}},`
 		def := strings.NewReplacer(`"S"`, `"`+ref+`"`, `//S.`, `//`+ref+`.`, `nats:S"`, `nats:`+ref+`"`).Replace(src + tc.tasks)
-		e.register(`{"name":"nm_` + tc.name + `","tasks":[` + def + `],"outputParameters":{"variables":"${workflow.variables}"}}`)
-		ids[tc.name] = e.start("nm_"+tc.name, nil)
+		e.register(`{"name":"nm_` + tc.name + `","maskedFields":["card"],"tasks":[` + def + `],"outputParameters":{"variables":"${workflow.variables}"}}`)
+		ids[tc.name] = e.start("nm_"+tc.name, map[string]any{"card": vals[tc.name+" card"]})
 	}
 	// A worker that names itself with the secret it was handed.
 	self := e.takeOne("nm_self")
