@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -44,6 +45,14 @@ import (
 // included. Nor is a JSON object or array, whose member names are its
 // structure: the guard looks for its strings and numbers, each with its
 // own parts.
+//
+// A value holding a backslash, spliced into a string of a script, is read
+// with its escapes decoded (p\u0061ss\x21 is pass!), which the script
+// returns, concatenates or throws, where neither the value as written nor
+// any of its forms is: what each kind of literal reads from it is a part
+// (scriptLiterals), the pieces of one that stay in the literal when the
+// value ends it (but a JSON document's: the text between its strings is
+// its structure).
 func Parts(v []byte) [][]byte {
 	s := string(v)
 	var parts []string
@@ -65,6 +74,9 @@ func Parts(v []byte) [][]byte {
 		if strings.Contains(s, `\`) {
 			parts = append(parts, strings.FieldsFunc(ScriptUnescaped(s), notScriptToken)...)
 		}
+	}
+	if strings.Contains(s, `\`) {
+		parts = append(parts, scriptLiterals(s, !isJSONDocument(v))...)
 	}
 	var out [][]byte
 	for i, p := range parts {
@@ -113,10 +125,7 @@ func WithParts(values [][]byte) [][]byte {
 }
 
 // ScriptUnescaped is src with each escape read as the character it stands
-// for, in a name or a string: \u0030, \u{30}, \x30, \60 (octal, as a
-// sloppy script's string reads it), \n and its kind, and \q (q itself);
-// a line continuation stands for nothing. An escape it cannot read
-// stands for the character after the backslash.
+// for, in a name or a string, as goja reads it (writeEscape).
 func ScriptUnescaped(src string) string {
 	var b strings.Builder
 	for i := 0; i < len(src); i++ {
@@ -124,14 +133,81 @@ func ScriptUnescaped(src string) string {
 			b.WriteByte(src[i])
 			continue
 		}
-		i++
-		r, n := scriptEscape(src[i:])
-		if r >= 0 {
-			b.WriteRune(r)
-		}
-		i += n - 1
+		i += writeEscape(&b, src[i:]) - 1
 	}
 	return b.String()
+}
+
+// scriptLiterals returns what a script reads from s spliced into a string
+// literal quoted with each of ', " and ` (an INLINE's '${…}'), its escapes
+// decoded (writeEscape), which is what the script returns, concatenates
+// or throws: all of s, for a literal s does not end; for one it ends (its
+// quote, or ${ in a template), when cut, each piece of s that stays in a
+// literal, the code between them left out (Parts cuts it into names). A
+// template reads a CR and a CRLF as a LF; a ' or " literal holding either
+// does not compile.
+func scriptLiterals(s string, cut bool) []string {
+	var out []string
+	for _, quote := range []byte{'\'', '"', '`'} {
+		var pieces []string
+		var b strings.Builder
+		closer := byte(0) // what ends the code s is in past a piece; 0 in a literal
+		for i := 0; i < len(s); i++ {
+			switch c := s[i]; {
+			case closer != 0:
+				if c == closer {
+					closer = 0
+				}
+			case c == '\\' && i+1 < len(s):
+				i += writeEscape(&b, s[i:]) - 1
+			case c == quote || quote == '`' && c == '$' && i+1 < len(s) && s[i+1] == '{':
+				pieces, closer = append(pieces, b.String()), quote
+				if c == '$' {
+					closer = '}'
+					i++
+				}
+				b.Reset()
+			case c == '\r':
+				b.WriteByte('\n')
+				if i+1 < len(s) && s[i+1] == '\n' {
+					i++
+				}
+			default:
+				b.WriteByte(c)
+			}
+		}
+		if closer == 0 {
+			pieces = append(pieces, b.String())
+		}
+		if len(pieces) == 1 || cut {
+			out = append(out, pieces...)
+		}
+	}
+	return out
+}
+
+// writeEscape writes what the escape that s begins with (a backslash and
+// at least one byte) stands for to b, as goja reads it in a string
+// literal, and returns its length: \u0030, \u{30}, \x30, \60 (up to three
+// octal digits, whatever their value: \477 is U+013F), \n and its kind,
+// and \q (q itself); a line continuation (a backslash before a LF, CR,
+// CRLF, U+2028 or U+2029) stands for nothing. Two \u escapes of a UTF-16
+// surrogate pair stand for the one character. An escape goja refuses
+// (\x4) stands for the character after the backslash.
+func writeEscape(b *strings.Builder, s string) int {
+	r, n := scriptEscape(s[1:])
+	if utf16.IsSurrogate(r) && 1+n < len(s) && s[1+n] == '\\' && 2+n < len(s) {
+		if low, m := scriptEscape(s[2+n:]); utf16.IsSurrogate(low) {
+			if pair := utf16.DecodeRune(r, low); pair != utf8.RuneError {
+				b.WriteRune(pair)
+				return 2 + n + m
+			}
+		}
+	}
+	if r >= 0 {
+		b.WriteRune(r)
+	}
+	return 1 + n
 }
 
 // scriptEscape reads the escape that s, the text after a backslash, begins
@@ -162,13 +238,13 @@ func scriptEscape(s string) (rune, int) {
 			n++
 		}
 		v, _ := strconv.ParseUint(s[:n], 8, 32)
-		if v > 0377 {
-			n--
-			v >>= 3
-		}
 		return rune(v), n
+	case strings.HasPrefix(s, "\r\n"):
+		return -1, 2
 	case c == '\n' || c == '\r':
 		return -1, 1
+	case strings.HasPrefix(s, "\u2028") || strings.HasPrefix(s, "\u2029"):
+		return -1, len("\u2028")
 	}
 	if i := strings.IndexByte("bfnrtv", s[0]); i >= 0 {
 		return rune("\b\f\n\r\t\v"[i]), 1

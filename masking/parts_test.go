@@ -3,14 +3,18 @@ package masking
 import (
 	"encoding/base64"
 	"encoding/hex"
+	"slices"
 	"testing"
+
+	"github.com/dop251/goja"
 )
 
 // The parts a uri or a script cuts a value into are redacted in every
 // form the value is: the user and the password of a user:password (cut at
 // its first ':', as Go reads a userinfo), a query's parameters, and the
 // names and numbers a script's error quotes, of a value that ends the
-// script's string it is spliced into. A part shorter than MinLength is
+// script's string it is spliced into, and what a script's string literal
+// reads from a value holding escapes. A part shorter than MinLength is
 // not looked for, one at the floor is.
 func TestRedactParts(t *testing.T) {
 	t.Parallel()
@@ -55,6 +59,34 @@ func TestRedactParts(t *testing.T) {
 		// member names are its structure: neither is cut into names.
 		{"a value that ends no string", "session-1-5d0c9e", `{"session":"new"}`, `{"session":"new"}`},
 		{"a JSON document", `{"password":"p4ss'w0rdX9"}`, `{"password":"x"}`, `{"password":"x"}`},
+		// A value holding a backslash, spliced into a script's string,
+		// is read with its escapes decoded, which the script returns.
+		{"\\x", `abc\x41def-9Qz`, `abcAdef-9Qz`, `***`},
+		{"\\u", `p\u0061ssW0rd`, `passW0rd`, `***`},
+		{"\\u{}", `p\u{61}ssW0rd`, `passW0rd`, `***`},
+		{"a surrogate pair", `key\uD83D\uDE00x9`, "key\U0001F600x9", `***`},
+		{"\\n", `line1\nline2`, "line1\nline2", `***`},
+		{"a line continuation", "abc\\\ndef123", `abcdef123`, `***`},
+		{"a line continuation, CRLF", "abc\\\r\ndef123", `abcdef123`, `***`},
+		{"octal, as goja reads it", `p\141ss\477W0`, "passĿW0", `***`},
+		{"\\8", `ab\8cd9Q`, `ab8cd9Q`, `***`},
+		{"an escaped quote", `it\'s-s3cret`, `it's-s3cret`, `***`},
+		{"decoded at the floor", `\x41\x42\x43\x44\x45\x46`, `ABCDEF`, `***`},
+		{"decoded shorter", `\x41\x42\x43\x44\x45`, `ABCDE`, `ABCDE`},
+		// A template reads a CR as a LF, and ends at ${: what it reads
+		// before it and after the }, each.
+		{"a template's CRLF", "abc\\x41\r\ndef", "abcA\ndef", `***`},
+		{"a template before ${", `ab\x41-cd${x}ef-\x42gh`, `abA-cd`, `***`},
+		{"a template after ${}", `ab\x41-cd${x}ef-\x42gh`, `ef-Bgh`, `***`},
+		{"a string around ${", `ab\x41-cd${x}ef-\x42gh`, `abA-cd${x}ef-Bgh`, `***`},
+		// A value that ends a '-quoted string: its piece in it, and all of
+		// it as a "-quoted one reads it.
+		{"the piece a quote ends", `p\x41ss-w0rd'+x+'`, `pAss-w0rd`, `***`},
+		{"all of it, another quote", `p\x41ss-w0rd'+x+'`, `pAss-w0rd'+x+'`, `***`},
+		// A JSON document is read whole, by the literals it does not end,
+		// and not cut: the text between its strings is its structure.
+		{"a JSON document decoded", `{"pw":"p4ss\u0077ord"}`, `{"pw":"p4ssword"}`, `***`},
+		{"a JSON document's structure", `{"ids":[1,2,3],"pw":"a\nb"}`, `{"n":[1,2,3],"m":2}`, `{"n":[1,2,3],"m":2}`},
 		{"query parameter decoded shorter", "ab12cd&ef%34gh=ij56kl", `ef4gh`, `ef4gh`},
 		{"query parameter decoded", "ab12cd&ef%34gh=ij56kl", `ef4gh=ij56kl ef4gh`, `*** ef4gh`},
 	}
@@ -62,6 +94,30 @@ func TestRedactParts(t *testing.T) {
 		r := NewRedactor(WithParts([][]byte{[]byte(tt.value)})...)
 		if got := r.String(`{"note":"sent ` + tt.text + ` upstream"}`); got != `{"note":"sent `+tt.want+` upstream"}` {
 			t.Errorf("%s: %q redacted for %q is %q, want %q", tt.name, tt.text, tt.value, got, tt.want)
+		}
+	}
+}
+
+// What Parts reads from a value holding escapes is what goja reads from
+// the value spliced into a string literal of each kind that it does not
+// end: the text a script holds, which it returns.
+func TestScriptLiteralsAsGojaReadsThem(t *testing.T) {
+	t.Parallel()
+	values := []string{
+		`abc\x41def`, `p\u0061ss\u{1F600}\u{62}`, `\uD83D\uDE00pair\uD83Dlone`, `\101\60\8\9\477\400\08\0`,
+		"con\\\ntin\\\r\nued\\\u2028here", `\b\f\n\r\t\v\q\'\"\\end`, "raw\r\nCRLF\rCR\\x41", "é\\é\\\u2029à",
+		`\x4bad`, `tail\`,
+	}
+	for _, v := range values {
+		parts := Parts([]byte(v))
+		for _, quote := range []string{`'`, `"`, "`"} {
+			got, err := goja.New().RunString(quote + v + quote)
+			if err != nil {
+				continue // the script does not compile, and holds nothing
+			}
+			if s := got.String(); len(s) >= MinLength && s != v && !slices.ContainsFunc(parts, func(p []byte) bool { return string(p) == s }) {
+				t.Errorf("%s%s%s: goja reads %q, which is not a part of %q", quote, v, quote, s, parts)
+			}
 		}
 	}
 }
