@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/dop251/goja"
@@ -117,6 +118,37 @@ func TestScriptLiteralsAsGojaReadsThem(t *testing.T) {
 			}
 			if s := got.String(); len(s) >= MinLength && s != v && !slices.ContainsFunc(parts, func(p []byte) bool { return string(p) == s }) {
 				t.Errorf("%s%s%s: goja reads %q, which is not a part of %q", quote, v, quote, s, parts)
+			}
+		}
+	}
+}
+
+// A part that the text before a value spells with the value's first
+// characters does not leave the rest of the value in plain text: the
+// replacer masks the needle that starts first and goes on after it, and
+// the value, which started within the part, was not looked for there.
+func TestRedactPartBeforeItsValue(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, value, text string
+	}{
+		// A user whose start and end are alike ("xy7Qxy"), echoed cut
+		// short before the whole value.
+		{"a user", "xy7Qxy:Zr4k-Wn8p-Tq2v", "xy7Q" + "xy7Qxy:Zr4k-Wn8p-Tq2v"},
+		// The first name of a value that ends a script's string.
+		{"a script's name", `ok5fIo.a2p:4swc+&3jC"`, "ok5fI" + `ok5fIo.a2p:4swc+&3jC"`},
+		// A query's first piece.
+		{"a query's piece", "r80m5ur?y=Vb5N-m8Lq", "+r80m5u" + "r80m5ur?y=Vb5N-m8Lq"},
+	}
+	for _, tt := range tests {
+		r := NewRedactor(WithParts([][]byte{[]byte(tt.value)})...)
+		got := r.String(tt.text)
+		// What stays of the value in plain text: no run of 4 of its
+		// bytes past the first that the text's start spelt.
+		for i := 1; i+4 <= len(tt.value); i++ {
+			if strings.Contains(got, tt.value[i:i+4]) && !strings.Contains(tt.text[:len(tt.text)-len(tt.value)], tt.value[i:i+4]) {
+				t.Errorf("%s: %q redacted for %q is %q: %q of the value stays", tt.name, tt.text, tt.value, got, tt.value[i:i+4])
+				break
 			}
 		}
 	}
