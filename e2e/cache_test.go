@@ -216,39 +216,56 @@ func TestCachedOutputFoundSecretLaterLeavesTheCache(t *testing.T) {
 // records the task's output redacted, so the workflow masks nothing there
 // (no ValuesMasked) and purged nothing, and the entry, which names the
 // workflow that cached it, which masks nothing either, completed the next
-// task with the key with the value in plain text.
+// task with the key with the value in plain text. So does one whose key
+// is made of a value the decision finds secret too (the next task passes
+// the key's input into the block as well): the purge is keyed by the
+// input the task was served with, not by the one recorded, redacted.
 func TestCachedOutputFoundSecretWhereServedLeavesTheCache(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	const token = "served-then-secret-Jm62tQ"
-	const fetch = `{"name":"cs_token","taskReferenceName":"a","inputParameters":{"k":"${workflow.input.k}"},"cacheConfig":{"key":"${k}","ttlInSecond":600}}`
-	e.register(`{"name":"cs_first","tasks":[`+fetch+`]}`,
-		`{"name":"cs_src","tasks":[`+fetch+`,
-	  {"name":"cs_use","taskReferenceName":"c","inputParameters":{"_secrets":{"t":"${a.output.token}"}}}]}`)
-	e.work("cs_token", 1, tokenOnce(token))
-	e.work("cs_use", 1, func(context.Context, *conductor.Task) (workers.Output, error) { return workers.Output{}, nil })
-	e.waitStatus(e.start("cs_first", map[string]any{"k": "x"}), conductor.WorkflowCompleted)
-	if n, err := cacheHolding(e, token); err != nil || n != 1 {
-		t.Fatalf("%d cache entries hold the value (%v), want 1", n, err)
-	}
+	for _, tc := range []struct {
+		name, key, secrets string
+		recorded           string // a's input k as recorded
+	}{
+		{"the output", "x", `{"t":"${a.output.token}"}`, "x"},
+		{"the key's input too", "key-found-secret-Hn52xR", `{"t":"${a.output.token}","k":"${a.input.k}"}`, masking.Mask},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			const token = "served-then-secret-Jm62tQ"
+			const fetch = `{"name":"cs_token","taskReferenceName":"a","inputParameters":{"k":"${workflow.input.k}"},"cacheConfig":{"key":"${k}","ttlInSecond":600}}`
+			e.register(`{"name":"cs_first","tasks":[`+fetch+`]}`,
+				`{"name":"cs_src","tasks":[`+fetch+`,
+	  {"name":"cs_use","taskReferenceName":"c","inputParameters":{"_secrets":`+tc.secrets+`}}]}`)
+			e.work("cs_token", 1, tokenOnce(token))
+			e.work("cs_use", 1, func(context.Context, *conductor.Task) (workers.Output, error) { return workers.Output{}, nil })
+			e.waitStatus(e.start("cs_first", map[string]any{"k": tc.key}), conductor.WorkflowCompleted)
+			if n, err := cacheHolding(e, token); err != nil || n != 1 {
+				t.Fatalf("%d cache entries hold the value (%v), want 1", n, err)
+			}
 
-	src := e.waitStatus(e.start("cs_src", map[string]any{"k": "x"}), conductor.WorkflowCompleted)
-	if got := testutil.MetricValue(t, e.node.Registry(), "flowvault_engine_task_cache_total", map[string]string{"result": "hit"}); got != 1 {
-		t.Fatalf("task_cache_total{result=\"hit\"} = %v, want 1: a completed from the first workflow's entry", got)
-	}
-	if got := taskByRef(src, "a").OutputData["token"]; got != masking.Mask {
-		t.Fatalf("a's token reads %d characters, want %q", len(fmt.Sprint(got)), masking.Mask)
-	}
-	// Purged before the decision was recorded (Required).
-	if n, err := cacheHolding(e, token); err != nil || n != 0 {
-		t.Errorf("%d cache entries hold the value found secret (%v)", n, err)
-	}
-	again := e.waitStatus(e.start("cs_first", map[string]any{"k": "x"}), conductor.WorkflowCompleted)
-	if got := taskByRef(again, "a").OutputData["token"]; got != "run-again" {
-		t.Errorf("the next workflow's a has token of %d characters, want the output of a run of its own", len(fmt.Sprint(got)))
-	}
-	if got := testutil.MetricValue(t, e.node.Registry(), "flowvault_engine_task_cache_total", map[string]string{"result": "dropped"}); got != 1 {
-		t.Errorf("task_cache_total{result=\"dropped\"} = %v, want 1", got)
+			src := e.waitStatus(e.start("cs_src", map[string]any{"k": tc.key}), conductor.WorkflowCompleted)
+			if got := testutil.MetricValue(t, e.node.Registry(), "flowvault_engine_task_cache_total", map[string]string{"result": "hit"}); got != 1 {
+				t.Fatalf("task_cache_total{result=\"hit\"} = %v, want 1: a completed from the first workflow's entry", got)
+			}
+			if got := taskByRef(src, "a").OutputData["token"]; got != masking.Mask {
+				t.Fatalf("a's token reads %d characters, want %q", len(fmt.Sprint(got)), masking.Mask)
+			}
+			if got := taskByRef(src, "a").InputData["k"]; got != tc.recorded {
+				t.Fatalf("a's k reads %d characters, want %q", len(fmt.Sprint(got)), tc.recorded)
+			}
+			// Purged before the decision was recorded (Required).
+			if n, err := cacheHolding(e, token); err != nil || n != 0 {
+				t.Errorf("%d cache entries hold the value found secret (%v)", n, err)
+			}
+			again := e.waitStatus(e.start("cs_first", map[string]any{"k": tc.key}), conductor.WorkflowCompleted)
+			if got := taskByRef(again, "a").OutputData["token"]; got != "run-again" {
+				t.Errorf("the next workflow's a has token of %d characters, want the output of a run of its own", len(fmt.Sprint(got)))
+			}
+			if got := testutil.MetricValue(t, e.node.Registry(), "flowvault_engine_task_cache_total", map[string]string{"result": "dropped"}); got != 1 {
+				t.Errorf("task_cache_total{result=\"dropped\"} = %v, want 1", got)
+			}
+		})
 	}
 }
 

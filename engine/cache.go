@@ -98,19 +98,32 @@ func Uncache(w *Workflow, masked *schemas.ValuesMasked) []Effect {
 	return uncache(w, masked.Paths, false)
 }
 
-// UncacheServed returns the purges of the output task taskID of w was
-// completed with from the cache, Required, for a decision that completed
-// it so and records its output redacted: a value of it is one the
-// decision seals, or one w knows to be secret. w then masks nothing there
-// (no ValuesMasked, which Uncache reads, and recovery and the compaction
-// after it), and the entry names the workflow that cached it, which
-// masks nothing either: a hit would serve it. Nothing performs the purge
-// again once the decision is recorded, which waits for it.
-func UncacheServed(w *Workflow, taskID string) []Effect {
+// UncacheServed returns the purges of the output served, a task of w
+// completed from the cache as the decision scheduled it, was completed
+// with, Required, for a decision that completed it so and records its
+// output redacted: a value of it is one the decision seals, or one w
+// knows to be secret. w then masks nothing there (no ValuesMasked, which
+// Uncache reads, and recovery and the compaction after it), and the entry
+// names the workflow that cached it, which masks nothing either: a hit
+// would serve it. Nothing performs the purge again once the decision is
+// recorded, which waits for it. The key is made of served's input, which
+// the hit was keyed by: w may hold it redacted (the key's input is a
+// value the decision seals too), which keys no entry.
+func UncacheServed(w *Workflow, served *schemas.TaskScheduled) []Effect {
 	if w == nil {
 		return nil
 	}
-	return uncache(w, []string{"task/" + taskID + "/output"}, true)
+	i := w.taskIndex(served.TaskID)
+	if i < 0 {
+		return nil
+	}
+	// A copy of w's task list alone: Clone would take w's task index
+	// from it.
+	c, t := *w, *w.Tasks[i]
+	t.Input = served.Input
+	c.Tasks = slices.Clone(w.Tasks)
+	c.Tasks[i] = &t
+	return uncache(&c, []string{"task/" + served.TaskID + "/output"}, true)
 }
 
 // uncache returns the purges of the cached outputs of w's tasks in which

@@ -164,7 +164,7 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, dec engine
 			continue
 		}
 		if r, ok := out[i].(*schemas.TaskScheduled); !ok || !engine.SameMap(s.Output, r.Output) {
-			dec.Effects = append(dec.Effects, engine.UncacheServed(state, s.TaskID)...)
+			dec.Effects = append(dec.Effects, engine.UncacheServed(state, s)...)
 		}
 	}
 	if endsEnded(before, out) {
