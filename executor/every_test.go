@@ -3,8 +3,10 @@ package executor
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/flowvault/flowvault/internal/testutil"
@@ -22,7 +24,7 @@ func TestEveryLogsARunOfFailuresOnce(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		e.every(ctx, time.Millisecond, "sweep failed", func(context.Context) error {
+		e.every(ctx, func() time.Duration { return time.Millisecond }, "sweep failed", func(context.Context) error {
 			passes++
 			switch {
 			case passes <= 50:
@@ -41,4 +43,31 @@ func TestEveryLogsARunOfFailuresOnce(t *testing.T) {
 	if !strings.Contains(out, `"msg":"works again after failing: sweep failed","count":50`) {
 		t.Errorf("the pass that worked again is not logged with the 50 failures:\n%s", out)
 	}
+}
+
+// every keeps to the interval as a pass changes it: the presence
+// heartbeat follows its bucket's TTL (followTTL). The clock is synctest's:
+// the passes come at exact times, not at the machine's.
+func TestEveryFollowsItsInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := &Executor{cfg: Config{Logger: testutil.Logger(t)}}
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		start, interval := time.Now(), time.Minute
+		var at []time.Duration
+		e.every(ctx, func() time.Duration { return interval }, "pass failed", func(context.Context) error {
+			at = append(at, time.Since(start))
+			switch len(at) {
+			case 1:
+				interval = time.Second
+			case 3:
+				cancel()
+			}
+			return nil
+		})
+		want := []time.Duration{time.Minute, time.Minute + time.Second, time.Minute + 2*time.Second}
+		if !slices.Equal(at, want) {
+			t.Errorf("passes at %v, want %v: every second once the first pass changed the interval from a minute", at, want)
+		}
+	})
 }

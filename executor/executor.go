@@ -97,7 +97,8 @@ type Config struct {
 	// PresenceTTL is how long a process's presence outlives its last
 	// heartbeat (DefaultPresenceTTL); engines on one log are to agree on
 	// it: the presence bucket keeps the TTL of the engine that made it,
-	// which an engine of another heartbeats within (warnPresenceTTL).
+	// which an engine of another heartbeats within (warnPresenceTTL), as
+	// it changes (followTTL).
 	PresenceTTL time.Duration
 	// Snapshots, when set, gives a state to start from on a cache miss
 	// instead of folding the workflow's whole subject.

@@ -81,10 +81,14 @@ type presence struct {
 	kv  jetstream.KeyValue
 	sub *nats.Subscription
 	rev uint64 // the revision of this process's key
-	// ttl is the bucket's, after which the server removes a key not
-	// refreshed (0: never), and every how often this process refreshes
-	// its own (heartbeatEvery).
-	ttl, every time.Duration
+	// ttl is the bucket's as last read (followTTL), after which the
+	// server removes a key not refreshed (0: never).
+	ttl time.Duration
+	// every is how often, in nanoseconds, this process refreshes its key
+	// (heartbeatEvery): the heartbeat changes it, the loop's ticker
+	// follows. Atomic, as tests read it, and heartbeat, beside the loop.
+	every atomic.Int64
+	beats int // heartbeats sent, the bucket's TTL read again every heartbeats-th
 	// seen holds the processes present at the last listing: one missing
 	// from the next has died or stopped, and a scan is due.
 	seen map[string]bool
@@ -171,9 +175,13 @@ func (e *Executor) announce(ctx context.Context) error {
 		_ = sub.Unsubscribe()
 		return fmt.Errorf("announce this engine's process: %w", err)
 	}
-	e.presence = &presence{kv: kv, sub: sub, rev: rev, ttl: ttl, every: heartbeatEvery(e.cfg.PresenceTTL, ttl), scanning: true}
+	e.presence = &presence{kv: kv, sub: sub, rev: rev, ttl: ttl, scanning: true}
+	e.presence.every.Store(int64(heartbeatEvery(e.cfg.PresenceTTL, ttl)))
 	return nil
 }
+
+// interval is how often this process refreshes its key.
+func (p *presence) interval() time.Duration { return time.Duration(p.every.Load()) }
 
 // heartbeatEvery is how often a process whose presence TTL is own
 // refreshes its key in a bucket whose TTL is bucket (0: none): the
@@ -219,7 +227,9 @@ func (e *Executor) warnPresenceTTL(bucket time.Duration) {
 // then made anew, every heartbeat failed until the TTL removed the key
 // and others took back its tasks. Its writes are guarded as appends are:
 // on a bucket whose store failed (a full disk) each is refused at once,
-// where each waited out its timeout, a heartbeat's worth.
+// where each waited out its timeout, a heartbeat's worth. The bucket's
+// TTL, which may have changed, is read again when the key had lapsed and
+// once a TTL (followTTL).
 func (e *Executor) heartbeat(ctx context.Context) error {
 	p := e.presence
 	update := func(rev uint64) (uint64, error) {
@@ -234,20 +244,57 @@ func (e *Executor) heartbeat(ctx context.Context) error {
 			rev, err = update(entry.Revision())
 		}
 	}
+	lapsed := false
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		rev, err = writeBucket(ctx, e.log, presenceBucket, func(ctx context.Context) (uint64, error) {
 			return p.kv.Create(ctx, e.boot, []byte(e.holder))
 		})
-		if err == nil {
-			e.cfg.Logger.Warn("this engine's presence had lapsed (paused or cut from NATS longer than its TTL); other engines may have taken back its system tasks, whose results here are then ignored",
-				logkey.Duration, p.ttl)
-		}
+		lapsed = err == nil
 	}
 	if err != nil {
 		return err
 	}
 	p.rev = rev
+	p.beats++
+	if lapsed || p.beats%heartbeats == 0 {
+		e.followTTL(ctx)
+	}
+	if lapsed {
+		e.cfg.Logger.Warn("this engine's presence had lapsed (paused or cut from NATS longer than its TTL); other engines may have taken back its system tasks, whose results here are then ignored",
+			logkey.Duration, p.ttl)
+	}
 	return nil
+}
+
+// followTTL reads the bucket's TTL again and heartbeats within it. It
+// may change under a running process: an engine of an older version
+// makes the bucket again at its start (CreateOrUpdateKeyValue), an
+// operator edits it. Kept to the TTL read at its start, a process whose
+// heartbeats came to be further apart than the bucket's TTL lapsed
+// before each, and lost its system tasks to the others, for as long as
+// it ran. The TTL is read when the key is found lapsed, and once a TTL
+// (every heartbeats-th heartbeat) for a change that did not lapse it, not
+// at each heartbeat: a round trip more each. A TTL shortened below the
+// interval costs one lapse.
+func (e *Executor) followTTL(ctx context.Context) {
+	p := e.presence
+	st, err := p.kv.Status(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			e.cfg.Logger.Warn("engines' presence bucket's TTL not read; this engine's heartbeats keep to the one last read",
+				logkey.Stream, "KV_"+presenceBucket, logkey.Duration, p.ttl, logkey.Err, err)
+		}
+		return
+	}
+	ttl := st.TTL()
+	if ttl == p.ttl {
+		return
+	}
+	every := heartbeatEvery(e.cfg.PresenceTTL, ttl)
+	e.cfg.Logger.Warn("engines' presence bucket's TTL changed while this engine ran: its heartbeats keep within the shorter of the bucket's and its own",
+		logkey.Stream, "KV_"+presenceBucket, logkey.Duration, ttl, logkey.Was, p.ttl, logkey.Want, e.cfg.PresenceTTL, logkey.Every, every)
+	p.ttl = ttl
+	p.every.Store(int64(every))
 }
 
 // withdrawPresence deletes this process's presence at a clean stop: what it
@@ -291,7 +338,7 @@ func (e *Executor) withdrawPresence() {
 // pass, which logs its own failures, runs all the same.
 func (e *Executor) presenceLoop(ctx context.Context) {
 	e.presencePass(ctx)
-	e.every(ctx, e.presence.every, "this engine's presence not refreshed", func(ctx context.Context) error {
+	e.every(ctx, e.presence.interval, "this engine's presence not refreshed", func(ctx context.Context) error {
 		err := e.heartbeat(ctx)
 		e.presencePass(ctx)
 		return err

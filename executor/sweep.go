@@ -56,16 +56,20 @@ const maxSweepEvery = 30 * time.Second
 // sweepQueuesLoop sweeps the idle queues every QueueIdle/2, at most
 // maxSweepEvery apart.
 func (e *Executor) sweepQueuesLoop(ctx context.Context) {
-	e.every(ctx, max(min(e.cfg.QueueIdle/2, maxSweepEvery), time.Millisecond), "idle queues not swept", e.sweepQueues)
+	interval := max(min(e.cfg.QueueIdle/2, maxSweepEvery), time.Millisecond)
+	e.every(ctx, func() time.Duration { return interval }, "idle queues not swept", e.sweepQueues)
 }
 
 // every runs pass each interval until ctx ends, logging its failures as
 // failed: the first of a run of them, then one every failureLogEvery with
 // how many failed, and the pass that works again. A disk full or a
 // server away fails every pass, and a pass each second logged a warning
-// each second for as long as it lasted.
-func (e *Executor) every(ctx context.Context, interval time.Duration, failed string, pass func(context.Context) error) {
-	t := time.NewTicker(interval)
+// each second for as long as it lasted. The interval is read again after
+// each pass, which may change it: the presence heartbeat follows its
+// bucket's TTL.
+func (e *Executor) every(ctx context.Context, interval func() time.Duration, failed string, pass func(context.Context) error) {
+	d := interval()
+	t := time.NewTicker(d)
 	defer t.Stop()
 	failures := 0
 	var logged time.Time
@@ -76,6 +80,10 @@ func (e *Executor) every(ctx context.Context, interval time.Duration, failed str
 		case <-t.C:
 		}
 		err := pass(ctx)
+		if next := interval(); next != d {
+			d = next
+			t.Reset(d)
+		}
 		switch {
 		case ctx.Err() != nil:
 		case err != nil:

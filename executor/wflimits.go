@@ -342,7 +342,7 @@ func (e *Executor) admitLater(wfIDs []string) {
 // sweepLinesLoop checks every line now and then: the engine that should
 // have given a place on may have stopped before it did.
 func (e *Executor) sweepLinesLoop(ctx context.Context) {
-	e.every(ctx, wfSweepEvery, "workflow rate limit sweep failed", e.sweepLines)
+	e.every(ctx, func() time.Duration { return wfSweepEvery }, "workflow rate limit sweep failed", e.sweepLines)
 }
 
 // sweepLines checks each line against the log, gives the places of

@@ -44,4 +44,6 @@ const (
 	Consumer   = "consumer"   // a JetStream durable consumer's name
 	Child      = "child_id"   // a sub-workflow's id, beside its parent's WorkflowID
 	Want       = "want"       // the setting this engine asks for, beside another one it found (Duration)
+	Was        = "was"        // a setting's value before it changed, beside the one now (Duration)
+	Every      = "every"      // how often something is done, as it now is
 )
