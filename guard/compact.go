@@ -347,7 +347,7 @@ func (c *Compactor) compact(ctx context.Context, wfID string) (keyID string, app
 // KeyLister lists the keys that may still need erasing.
 type KeyLister interface {
 	// DataKeyIDs lists the keys whose ids start with prefix; on failure,
-	// with those it listed before.
+	// with those of every bucket it could list.
 	DataKeyIDs(ctx context.Context, prefix string) (map[string]time.Time, error)
 	// PooledKeyIDs lists the pages it can read, and fails naming those
 	// it cannot, one error per page (*secrets.DamagedPageError for a

@@ -277,7 +277,8 @@ func (k *Keys) destroySlots(ctx context.Context, page string, slots []int) error
 // damaged one) does not keep the others' keys from their callers: it
 // lists every page it can, and returns with them one error per page it
 // could not read, naming the page; a damaged page's is a
-// *DamagedPageError.
+// *DamagedPageError. So does a bucket it cannot list: one error, naming
+// the bucket, and the pages of the others.
 func (k *Keys) PooledKeyIDs(ctx context.Context) ([]string, error) {
 	var (
 		out        []string

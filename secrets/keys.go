@@ -586,7 +586,9 @@ func (k *Keys) DestroyKey(ctx context.Context, id string) error {
 
 // DataKeyIDs lists the ids of the stored data keys whose ids start with
 // prefix followed by a dot (prefix "secret.db" lists "secret.db.*"; an
-// empty prefix lists all), with the time each was last written.
+// empty prefix lists all), with the time each was last written. A bucket
+// it cannot list keeps only its own keys from the caller: it lists every
+// other bucket, and fails naming those it could not.
 func (k *Keys) DataKeyIDs(ctx context.Context, prefix string) (map[string]time.Time, error) {
 	filter := dataKeyPrefix + ">"
 	if prefix != "" {
@@ -601,14 +603,29 @@ func (k *Keys) DataKeyIDs(ctx context.Context, prefix string) (map[string]time.T
 }
 
 // eachEntry calls fn with the latest entry of every key matching filter,
-// in every bucket, and the bucket holding it.
+// in every bucket, and the bucket holding it. A bucket whose listing
+// fails (its stream gone, a read that errs) is left where it failed and
+// the others are listed all the same: one shard that does not answer must
+// not hide the keys of the shards behind it from a sweep or a rotation.
+// It returns one error per such bucket, naming it. An error of fn stops
+// it, as does ctx ending, where every bucket left would fail alike.
 func (k *Keys) eachEntry(ctx context.Context, filter string, fn func(bucket, entry) error) error {
+	var unlisted []error
 	for _, b := range k.buckets() {
-		if err := b.eachEntry(ctx, filter, func(e entry) error { return fn(b, e) }); err != nil {
-			return fmt.Errorf("key bucket %s: %w", b.name, err)
+		var stop error
+		err := b.eachEntry(ctx, filter, func(e entry) error {
+			stop = fn(b, e)
+			return stop
+		})
+		if err == nil {
+			continue
+		}
+		unlisted = append(unlisted, fmt.Errorf("key bucket %s: %w", b.name, err))
+		if stop != nil || ctx.Err() != nil {
+			break
 		}
 	}
-	return nil
+	return errors.Join(unlisted...)
 }
 
 // entry is the latest revision of a bucket key.
@@ -747,7 +764,10 @@ type RotateResult struct {
 // are securely erased once their replacements are stored.
 //
 // A rotation interrupted half-way leaves every key readable; running it
-// again adds another term and finishes the re-wrap. Processes sharing the
+// again adds another term and finishes the re-wrap. A bucket it cannot
+// list does not stop it: it re-wraps the keys of every other bucket and
+// fails naming that one, whose keys stay under their old term until a
+// rotation that lists it. Processes sharing the
 // bucket pick up the new keyring when they meet a key wrapped under the
 // new term.
 func (k *Keys) Rotate(ctx context.Context) (RotateResult, error) {
@@ -832,6 +852,8 @@ type KeyStatus struct {
 }
 
 // Status reports the keyring's terms and how many data keys each wraps.
+// A bucket it cannot list fails it, naming the bucket, with the keys of
+// the others counted.
 func (k *Keys) Status(ctx context.Context) (KeyStatus, error) {
 	if err := k.reload(ctx); err != nil {
 		return KeyStatus{}, err
