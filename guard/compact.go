@@ -372,7 +372,12 @@ type WorkflowState interface {
 // between the event and the erasure) and returns how many it erased. It
 // first erases what a crash left of a page's rewrite: the revision before
 // it, which holds the keys the rewrite zeroed, and which neither the
-// listings below nor any later compaction pass would name again.
+// listings below nor any later compaction pass would name again. That
+// erasure failing keeps no key from the rest of the sweep, which goes on
+// and fails naming it: nothing after it needs it done first, as a page's
+// rewrite (DestroyKeys) erases a revision left behind it before storing
+// its own, and the erasure of a key or a damaged page takes every
+// revision.
 //
 // A listing of the key store that fails (a page it cannot read, a bucket
 // that does not answer) keeps only the keys it did not list: the sweep
@@ -384,8 +389,9 @@ type WorkflowState interface {
 // what a live workflow sealed.
 func (c *Compactor) Sweep(ctx context.Context) (int, error) {
 	keys, states := c.Listed, c.States
-	if _, err := keys.EraseSuperseded(ctx); err != nil {
-		return 0, fmt.Errorf("erase superseded key revisions: %w", err)
+	_, unsuperseded := keys.EraseSuperseded(ctx)
+	if unsuperseded != nil {
+		unsuperseded = fmt.Errorf("erase superseded key revisions: %w", unsuperseded)
 	}
 	var (
 		gone     []string
@@ -458,7 +464,7 @@ func (c *Compactor) Sweep(ctx context.Context) (int, error) {
 	// An id that cannot name a key (a damaged record's) erases nothing:
 	// DestroyKeys would refuse it without keeping it, and the count of
 	// what the sweep erased would include it.
-	errs := []error{unnamed, unlisted, unjudged.err()}
+	errs := []error{unsuperseded, unnamed, unlisted, unjudged.err()}
 	gone = slices.DeleteFunc(gone, func(id string) bool {
 		err := secrets.CheckKeyID(id)
 		if err != nil {

@@ -429,26 +429,36 @@ func (unlistedNames) DataKeyIDs(context.Context, string) (map[string]time.Time, 
 	return nil, errListing
 }
 
-// A sweep goes past a listing of the key store that fails and a key whose
-// holder or workflow the read model cannot read: it erases the spent keys
-// it listed and could judge, keeps the key it could not judge (its
-// workflow may still need it), and fails naming what it could not list or
-// read. It returned at the first such failure, before erasing anything.
+// unerasedRevisions is a real key store whose erasure of the revisions a
+// crash left behind fails.
+type unerasedRevisions struct{ *secrets.Keys }
+
+var errErasure = errors.New("superseded revisions not erased")
+
+func (unerasedRevisions) EraseSuperseded(context.Context) (int, error) { return 0, errErasure }
+
+// A sweep goes past a listing of the key store that fails, an erasure of
+// superseded revisions that fails, and a key whose holder or workflow the
+// read model cannot read: it erases the spent keys it listed and could
+// judge, keeps the key it could not judge (its workflow may still need
+// it), and fails naming what it could not list, erase or read. It
+// returned at the first such failure, before erasing anything.
 func TestSweepGoesPastAListingThatFails(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name string
-		// unlisted lists no named key; fails names the key (by its
-		// index: pooled 0 and 1, named 2 to 4) or workflow whose reads
-		// fail.
-		unlisted bool
-		fails    string
+		// unlisted lists no named key; unerased fails to erase
+		// superseded revisions; fails names the key (by its index:
+		// pooled 0 and 1, named 2 to 4) or workflow whose reads fail.
+		unlisted, unerased bool
+		fails              string
 		// kept are the keys (by index) the sweep keeps, want what its
 		// error says.
 		kept []int
 		want error
 	}{
 		{name: "named keys unlisted", unlisted: true, kept: []int{2, 3, 4}, want: errListing},
+		{name: "superseded revisions unerased", unerased: true, want: errErasure},
 		{name: "a pooled key's holder unread", fails: "key 0", kept: []int{0}, want: errReadModel},
 		{name: "a named key's holder unread", fails: "key 2", kept: []int{2}, want: errReadModel},
 		{name: "a workflow's state unread", fails: "wf-q", kept: []int{1}, want: errReadModel},
@@ -480,8 +490,11 @@ func TestSweepGoesPastAListingThatFails(t *testing.T) {
 			}
 			m.fails[failing] = true
 			var listed KeyLister = keys
-			if tc.unlisted {
+			switch {
+			case tc.unlisted:
 				listed = unlistedNames{keys}
+			case tc.unerased:
+				listed = unerasedRevisions{keys}
 			}
 			c := &Compactor{Keys: keys, Listed: listed, States: m}
 			n, err := c.Sweep(ctx)
