@@ -677,31 +677,49 @@ func (b bucket) eachEntry(ctx context.Context, filter string, fn func(entry) err
 // read returns but the store's files keep: a page's revision holding keys
 // destroyed by a compaction, which no later listing names since the live
 // revision has them zeroed. None is needed: the latest revision holds
-// every key still alive. Run at start-up, it finishes such erasures.
+// every key still alive. Run at start-up, it finishes such erasures. A
+// bucket where it fails is left there, as eachEntry leaves one, and the
+// others are erased all the same: it fails naming each such bucket.
 func (k *Keys) EraseSuperseded(ctx context.Context) (int, error) {
 	erased := 0
+	var errs []error
 	for _, b := range k.buckets() {
-		prefix := "$KV." + b.name + "."
-		info, err := b.stream.Info(ctx, jetstream.WithSubjectFilter(prefix+dataKeyPrefix+">"))
-		if err != nil {
-			return erased, fmt.Errorf("key bucket %s: %w", b.name, err)
+		n, err := k.eraseSuperseded(ctx, b)
+		erased += n
+		if err == nil {
+			continue
 		}
-		for subj, revisions := range info.State.Subjects {
-			if revisions < 2 {
-				continue
-			}
-			m, err := b.stream.GetLastMsgForSubject(ctx, subj)
-			if errors.Is(err, jetstream.ErrMsgNotFound) {
-				continue // erased meanwhile
-			}
-			if err != nil {
-				return erased, fmt.Errorf("key bucket %s: %w", b.name, err)
-			}
-			n, err := k.erase(ctx, b, strings.TrimPrefix(subj, prefix), m.Sequence)
-			erased += n
-			if err != nil {
-				return erased, fmt.Errorf("erase superseded revisions of %s: %w", strings.TrimPrefix(subj, prefix+dataKeyPrefix), err)
-			}
+		errs = append(errs, fmt.Errorf("key bucket %s: %w", b.name, err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return erased, errors.Join(errs...)
+}
+
+// eraseSuperseded is EraseSuperseded in bucket b.
+func (k *Keys) eraseSuperseded(ctx context.Context, b bucket) (int, error) {
+	prefix := "$KV." + b.name + "."
+	info, err := b.stream.Info(ctx, jetstream.WithSubjectFilter(prefix+dataKeyPrefix+">"))
+	if err != nil {
+		return 0, err
+	}
+	erased := 0
+	for subj, revisions := range info.State.Subjects {
+		if revisions < 2 {
+			continue
+		}
+		m, err := b.stream.GetLastMsgForSubject(ctx, subj)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue // erased meanwhile
+		}
+		if err != nil {
+			return erased, err
+		}
+		n, err := k.erase(ctx, b, strings.TrimPrefix(subj, prefix), m.Sequence)
+		erased += n
+		if err != nil {
+			return erased, fmt.Errorf("erase superseded revisions of %s: %w", strings.TrimPrefix(subj, prefix+dataKeyPrefix), err)
 		}
 	}
 	return erased, nil

@@ -1,11 +1,14 @@
 package secrets
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flowvault/flowvault/internal/testutil"
 )
@@ -127,5 +130,43 @@ func TestListingsGoPastAShardThatFails(t *testing.T) {
 		if got, err := dk.Open(Purpose(id), ct); err != nil || string(got) != id {
 			t.Fatalf("%s after the rotations opens %q, %v", id, got, err)
 		}
+	}
+}
+
+// EraseSuperseded goes past a shard it cannot read (its stream deleted):
+// it erases the revision a crash left behind a rewrite in a shard after
+// it, and fails naming it.
+func TestEraseSupersededGoesPastAShardThatFails(t *testing.T) {
+	t.Parallel()
+	l := testutil.OpenLog(t, "")
+	ctx := testutil.Context(t, 30*time.Second)
+	k := mustOpenKeys(t, l, GenerateMasterKey())
+	const failing = 0
+	id := ""
+	for i := 0; id == "" || shardOf(id) == failing; i++ {
+		id = fmt.Sprintf("wf.w%d.secrets", i)
+	}
+	if _, err := k.NewDataKey(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	b := k.bucketFor(id)
+	e, err := b.kv.Get(ctx, dataKeyPrefix+id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A rewrite whose erasure of the revision it replaced did not happen.
+	if _, err := b.kv.Update(ctx, e.Key(), e.Value(), e.Revision()); err != nil {
+		t.Fatal(err)
+	}
+	shard := k.wf[failing].name
+	if err := l.JetStream().DeleteStream(ctx, "KV_"+shard); err != nil {
+		t.Fatal(err)
+	}
+	n, err := k.EraseSuperseded(ctx)
+	if n != 1 || err == nil || !strings.Contains(err.Error(), shard) {
+		t.Errorf("EraseSuperseded = %d, %v; want 1 revision of %s (shard %d) erased and an error naming %s", n, err, id, shardOf(id), shard)
+	}
+	if _, err := b.stream.GetMsg(ctx, e.Revision()); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		t.Errorf("the replaced revision after EraseSuperseded: %v, want it erased", err)
 	}
 }
