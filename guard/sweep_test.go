@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -720,4 +721,56 @@ func pageMessages(ctx context.Context, t *testing.T, l *eventlog.Log, bucket, ke
 		}
 	}
 	return n
+}
+
+// A key shard whose stream is gone keeps only its own keys: the sweep
+// erases the spent keys of every other shard, those behind it too, and
+// fails naming it. The listings stopped at it and the sweep erased no key
+// of a shard after it.
+func TestSweepGoesPastAKeyShardThatFails(t *testing.T) {
+	t.Parallel()
+	ctx, l, keys, _ := openTwoProcessesKeys(t)
+	var spent []string
+	for _, wfID := range []string{"wf-a", "wf-b", "wf-c", "wf-d"} {
+		dk, err := keys.NewDataKey(ctx, keyID(wfID, masking.KindSecrets))
+		if err != nil {
+			t.Fatal(err)
+		}
+		spent = append(spent, dk.ID())
+	}
+	pooled, err := keys.NewPooledKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spent = append(spent, pooled.ID())
+	used := map[string]bool{}
+	for _, id := range spent {
+		bucket, _ := secrets.DataKeyEntry(id)
+		used[bucket] = true
+	}
+	// The first shard that holds none of the keys fails, so that some are
+	// in shards listed after it.
+	failing, behind := "", 0
+	for i := range 16 { // the shards FV_KEYS_WF00 to WF15
+		name := fmt.Sprintf("%s_WF%02d", secrets.KeyBucket, i)
+		switch {
+		case failing == "" && !used[name]:
+			failing = name
+		case failing != "" && used[name]:
+			behind++
+		}
+	}
+	if behind == 0 {
+		t.Fatalf("no key in a shard after %s: %v", failing, used)
+	}
+	if err := l.JetStream().DeleteStream(ctx, "KV_"+failing); err != nil {
+		t.Fatal(err)
+	}
+	states := &heldKeys{holders: map[string]string{pooled.ID(): "wf-p"}}
+	c := &Compactor{Keys: keys, Listed: keys, States: states}
+	n, err := c.Sweep(ctx)
+	if n != len(spent) || err == nil || !strings.Contains(err.Error(), failing) {
+		t.Errorf("the sweep erased %d, %v; want %d erased and %s named", n, err, len(spent), failing)
+	}
+	wantErased(ctx, t, keys, spent...)
 }
