@@ -22,7 +22,6 @@ import (
 // secret is the password, the user or the whole user:password.
 func TestDecodedUserinfoRedacted(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	src := fakeSecrets{"pw": "pw%2Fq7Lm9xR%40zK4vTn", "usr": "us%2Bm3Kq8Wd", "cred": "cr4Xm7Qd:p%3Dk9Lw2Zt6"}
 	uris := map[string]string{
 		"pw":   "https://svc:${workflow.secrets.pw}@host/a",
@@ -41,13 +40,7 @@ func TestDecodedUserinfoRedacted(t *testing.T) {
 		echoed[k] = "Basic " + base64.StdEncoding.EncodeToString([]byte(u.User.Username()+":"+pass))
 	}
 	for _, tc := range resolvedGuards(live, src, w, recorded) {
-		dec, err := tc.g.Protect(ctx, tc.before, engine.Decision{Events: []schemas.Event{
-			&schemas.TaskUpdated{TaskID: "t1", Status: "COMPLETED", Time: 3, Output: map[string]any{"authorization": echoed}},
-		}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		out, err := json.Marshal(dec.Events[0].(*schemas.TaskUpdated).Output)
+		out, err := json.Marshal(tc.completed(t, map[string]any{"authorization": echoed}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,7 +65,6 @@ func TestDecodedUserinfoRedacted(t *testing.T) {
 // from the log's record of the resolution.
 func TestUserinfoHalvesRedacted(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	tests := []struct {
 		key, value string
 		userKept   bool
@@ -101,13 +93,7 @@ func TestUserinfoHalvesRedacted(t *testing.T) {
 			"b64": base64.StdEncoding.EncodeToString([]byte(pass)), "log": `{"password":"` + leaktest.DotNetJSON(pass) + `"}`}
 	}
 	for _, tc := range resolvedGuards(live, src, w, recorded) {
-		dec, err := tc.g.Protect(ctx, tc.before, engine.Decision{Events: []schemas.Event{
-			&schemas.TaskUpdated{TaskID: "t1", Status: "COMPLETED", Time: 3, Output: echoed},
-		}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := dec.Events[0].(*schemas.TaskUpdated).Output
+		out := tc.completed(t, echoed)
 		for _, tt := range tests {
 			got := out[tt.key].(map[string]any)
 			user, pass, _ := strings.Cut(tt.value, ":")
@@ -150,4 +136,47 @@ func handOff(t *testing.T, def, typ string, src fakeSecrets, fields map[string]s
 	}
 	recorded = applyAll(t, w, &schemas.TaskStarted{TaskID: "t1", WorkerID: "system", Time: 2, Resolved: refs})
 	return live, w, recorded, in
+}
+
+// A part of a secret shorter than masking.MinLength (a password, a
+// query's piece) is kept as it is, and its escaped forms that reach the
+// floor are redacted: a server's JSON log line quoting it as Go or .NET
+// escapes it, right after the hand-off and with what redaction looks for
+// rebuilt from the log's record of the resolution.
+func TestShortPartEscapedRedacted(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		key, value, field, part, escaped string
+	}{
+		{"creds", "bob12:p&ss1", "https://${workflow.secrets.creds}@host/a", "p&ss1", `p\u0026ss1`},
+		{"query", "pa'ss&w0rd=Zx81Lm0q", "https://host/a?k=${workflow.secrets.query}", "pa'ss", `pa\u0027ss`},
+	}
+	src, fields, echoed := fakeSecrets{}, map[string]string{}, map[string]any{}
+	for _, tt := range tests {
+		src[tt.key], fields[tt.key] = tt.value, tt.field
+		echoed[tt.key] = map[string]any{"part": tt.part, "log": `{"part":"` + tt.escaped + `"}`}
+	}
+	live, w, recorded, _ := handOff(t, `{"name":"w","version":1,"tasks":[{"name":"call","taskReferenceName":"call","type":"HTTP"}]}`, "HTTP", src, fields)
+	for _, tc := range resolvedGuards(live, src, w, recorded) {
+		out := tc.completed(t, echoed)
+		for _, tt := range tests {
+			got := out[tt.key].(map[string]any)
+			if got["part"] != tt.part || got["log"] != `{"part":"***"}` {
+				t.Errorf("%s: %s: part %q log %q, want the part %q as it is and the log {\"part\":\"***\"}", tc.name, tt.key, got["part"], got["log"], tt.part)
+			}
+		}
+	}
+}
+
+// completed returns the output of task t1's completion with output, as
+// tc's guard records it.
+func (tc resolvedGuard) completed(t *testing.T, output map[string]any) map[string]any {
+	t.Helper()
+	dec, err := tc.g.Protect(context.Background(), tc.before, engine.Decision{Events: []schemas.Event{
+		&schemas.TaskUpdated{TaskID: "t1", Status: "COMPLETED", Time: 3, Output: output},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dec.Events[0].(*schemas.TaskUpdated).Output
 }

@@ -15,7 +15,9 @@ import (
 // least MinLength bytes long and other than v: what whoever builds a
 // redactor gives it beside v (WithParts; the guard, each on its own, so
 // that a part the workflow's definition spells is not looked for), for
-// each to be looked for in every form v is.
+// each to be looked for in every form v is. A part shorter than
+// MinLength is not, but its escaped forms that reach the floor are
+// (escapedForms: pa'ss as .NET writes it in JSON, pa\u0027ss).
 //
 // A value written into a uri as it is reaches the server cut:
 //   - at its first ':', when it is a userinfo (http://${creds}@host): Go
@@ -78,6 +80,11 @@ func Parts(v []byte) [][]byte {
 	if strings.Contains(s, `\`) {
 		parts = append(parts, scriptLiterals(s, !isJSONDocument(v))...)
 	}
+	for _, p := range parts {
+		if len(p) < MinLength {
+			parts = append(parts, escapedForms(p)...)
+		}
+	}
 	var out [][]byte
 	for i, p := range parts {
 		if len(p) >= MinLength && p != s && !slices.Contains(parts[:i], p) {
@@ -85,6 +92,37 @@ func Parts(v []byte) [][]byte {
 		}
 	}
 	return out
+}
+
+// escapedForms returns the forms of part p, shorter than MinLength, that
+// the encoders of jsonStyles write for it and for its percent-decoded
+// spellings (p%27s reaches a server as p's, echoed as p\u0027s), each when
+// it holds an ASCII character one of them escapes. The floor applies to
+// each form, as it did when a query's pieces were forms of the value (a
+// part is a value of its own, which the floor drops whole): an escape
+// that brings a form to it is no ordinary text. Each is a part of its
+// own, looked for in every form of its own (a log line quoting the JSON).
+// The short part's base64 and hex forms are not looked for: every part
+// has them, at the floor from 5 bytes on, and they are in the encoding
+// of any text that holds the part (the user admin in a base64 config),
+// which the floor keeps as it is. Nor a part
+// of letters and digits escaped only for being non-ASCII (Python's é as
+// \u00e9, a script's name): such a part is a word, written so in every
+// JSON text Python writes.
+func escapedForms(p string) []string {
+	var out []string
+	for _, d := range []string{p, percentDecode(p, false), percentDecode(p, true)} {
+		if strings.ContainsFunc(d, escapedASCII) {
+			out = appendJSONForms(out, d)
+		}
+	}
+	return out
+}
+
+// escapedASCII reports whether r is an ASCII character that an encoder
+// of jsonStyles writes other than as it is.
+func escapedASCII(r rune) bool {
+	return r < utf8.RuneSelf && jsonEscaped(r)
 }
 
 // notUserinfo reports whether Go's url.Parse refuses r in a userinfo: it

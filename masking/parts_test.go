@@ -88,6 +88,17 @@ func TestRedactParts(t *testing.T) {
 		// and not cut: the text between its strings is its structure.
 		{"a JSON document decoded", `{"pw":"p4ss\u0077ord"}`, `{"pw":"p4ssword"}`, `***`},
 		{"a JSON document's structure", `{"ids":[1,2,3],"pw":"a\nb"}`, `{"n":[1,2,3],"m":2}`, `{"n":[1,2,3],"m":2}`},
+		// A part shorter than the floor is kept as it is, in base64 and
+		// in hex, and looked for as the JSON encoders escape it and its
+		// percent-decoded spellings, where that reaches the floor.
+		{"a short piece as .NET's JSON", "pa'ss&w0rd=Zx81Lm0q", `{"p":"pa\u0027ss"}`, `{"p":"***"}`},
+		{"a short password as Go's JSON", "bob12:p&ss1", `{"password":"p\u0026ss1"}`, `{"password":"***"}`},
+		{"a short piece decoded, as .NET's JSON", "p%27s&w0rd=Zx81Lm0q", `p\u0027s`, `***`},
+		{"a short piece", "pa'ss&w0rd=Zx81Lm0q", `{"p":"pa'ss"}`, `{"p":"pa'ss"}`},
+		{"a short piece in base64", "pa'ss&w0rd=Zx81Lm0q", base64.StdEncoding.EncodeToString([]byte(`pa'ss`)), base64.StdEncoding.EncodeToString([]byte(`pa'ss`))},
+		{"a short piece in hex", "pa'ss&w0rd=Zx81Lm0q", hex.EncodeToString([]byte(`pa'ss`)), hex.EncodeToString([]byte(`pa'ss`))},
+		{"a short piece escaped under the floor", "a/b&w0rd=Zx81Lm0q", `a\/b`, `a\/b`},
+		{"a short name escaped as non-ASCII", `p4ss'+é+'`, `caf\u00e9`, `caf\u00e9`},
 		{"query parameter decoded shorter", "ab12cd&ef%34gh=ij56kl", `ef4gh`, `ef4gh`},
 		{"query parameter decoded", "ab12cd&ef%34gh=ij56kl", `ef4gh=ij56kl ef4gh`, `*** ef4gh`},
 	}
