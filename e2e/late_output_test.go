@@ -27,8 +27,9 @@ import (
 // replaces it there: no view shows it (the execution, its status with the
 // output, the search, the failure workflow's), and after compaction the
 // read models hold it nowhere. (The child is told of it as it ends, see
-// TestLateSecretReachesTheChildren, but one compacted before its parent
-// found the value keeps it as given: its lines are not searched here.)
+// TestLateSecretReachesTheChildren, and once compacted before its parent
+// found the value, TestLateSecretShreddedInACompactedChild: its lines are
+// not searched here.)
 func TestLateSecretInTheWorkflowsOutput(t *testing.T) {
 	t.Parallel()
 	e, cfg := compactingNode(t, 2*time.Second)

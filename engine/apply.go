@@ -176,6 +176,13 @@ func apply(w *Workflow, ev schemas.Event, own fresh) (*Workflow, error) {
 		}
 		maskTexts(w, e.Texts)
 		w.Resolved = addRefs(w.Resolved, e.Sealed)
+		if w.Compacted {
+			// Its key is destroyed: the values its starter found secret
+			// late cannot go under it (guard's FindValues records them
+			// shredded), and are replaced now, as its compaction replaced
+			// its own, for good.
+			shredState(w)
+		}
 	default:
 		switch ok, err := applyOperator(w, ev); {
 		case err != nil:
@@ -564,6 +571,15 @@ func addRefs(dst, refs []schemas.ResolvedRef) []schemas.ResolvedRef {
 // Orkes documents.
 func applyCompacted(w *Workflow) {
 	w.Compacted = true
+	// Nothing shredded, and no key recorded: the state holds all it did,
+	// so redaction still looks for every value it looked for before.
+	w.ShreddedNothing = !shredState(w) && !w.SealsSecrets
+}
+
+// shredState replaces w's values sealed under its secrets key, and those
+// MaskedPaths marks for shredding, with "***", and reports whether it
+// replaced any.
+func shredState(w *Workflow) bool {
 	in, inShredded := shred(w.Input)
 	out, outShredded := shred(w.Output)
 	vars, varsShredded := shred(w.Variables)
@@ -595,9 +611,7 @@ func applyCompacted(w *Workflow) {
 			w.Tasks[i] = &c
 		}
 	}
-	// Nothing shredded, and no key recorded: the state holds all it did,
-	// so redaction still looks for every value it looked for before.
-	w.ShreddedNothing = !shredded && !w.SealsSecrets
+	return shredded
 }
 
 // ReasonPath is the path (schemas.ValuesMasked.Texts) of a task's reason,

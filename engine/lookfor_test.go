@@ -1,10 +1,14 @@
 package engine_test
 
 import (
+	"bytes"
 	"reflect"
 	"testing"
 
+	"github.com/vmihailenco/msgpack/v5"
+
 	"github.com/flowvault/flowvault/engine"
+	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
 	"github.com/flowvault/flowvault/schemas/conductor"
 )
@@ -182,6 +186,74 @@ func TestRecoveryTellsTheChildrenOfLateValuesACompactionKeeps(t *testing.T) {
 			}
 			if looks := effectsOf[engine.LookFor](h.decide(engine.Reconcile{})); !reflect.DeepEqual(looks, want) {
 				t.Errorf("recovery tells %+v, want %+v", looks, want)
+			}
+		})
+	}
+}
+
+// A workflow compacted before its starter found a value to be secret late
+// has no key to seal the value under: the finding (FindValues records it
+// shredded) replaces it with "***" at once, for good, wherever it holds
+// it, as its compaction replaced its own _secrets data, and a restart
+// hands "***" there. It stays compacted: reopened, it would take its
+// tasks' late log lines. One compacted with no key, having shredded
+// nothing, is reopened instead, and its next compaction replaces the
+// value.
+func TestACompactedWorkflowShredsLateValues(t *testing.T) {
+	t.Parallel()
+	const tok = "tok-value-Qm27xPz9"
+	for _, tc := range []struct {
+		name string
+		seal func(h *harness) // what its compaction shreds, if anything
+		// reopened: compacted with no key, it awaits compaction again.
+		reopened bool
+	}{
+		{"its recorded key destroyed", func(h *harness) { h.w.SealsSecrets = true }, false},
+		{"data shredded under the key named after it", func(h *harness) {
+			h.w.Variables = map[string]any{"_secrets": &masking.Sealed{Kind: masking.KindSecrets, Purpose: "p", Ciphertext: []byte{1}}}
+		}, false},
+		{"compacted with no key", func(*harness) {}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, `{"name":"k","tasks":[{"name":"a","taskReferenceName":"a","inputParameters":{"tok":"${workflow.input.tok}","plain":"x"}}]}`,
+				map[string]any{"tok": tok, "other": "y"})
+			a := h.task("a").ID
+			h.decide(engine.AddLog{TaskID: a, Line: "using " + tok})
+			h.complete("a", map[string]any{"echo": "got " + tok, "n": 1})
+			tc.seal(h)
+			h.decide(engine.Compact{})
+			if !h.w.Compacted || h.w.ShreddedNothing != tc.reopened {
+				t.Fatalf("compacted %v, shredded nothing %v", h.w.Compacted, h.w.ShreddedNothing)
+			}
+			paths := []string{"input.tok", "output.echo", "task/" + a + "/input.tok", "task/" + a + "/output.echo"}
+			h.decide(engine.ValuesFound{From: "parent", Masked: &schemas.ValuesMasked{Paths: paths, Shred: paths, Texts: []string{engine.LogPath(a, 0)}}})
+			if h.w.Compacted == tc.reopened {
+				t.Fatalf("compacted %v after the finding, want %v", h.w.Compacted, !tc.reopened)
+			}
+			if tc.reopened {
+				h.decide(engine.Compact{})
+			}
+			if h.w.ShreddedNothing {
+				t.Error("marked as having shredded nothing: it would take its tasks' late log lines")
+			}
+			enc, err := msgpack.Marshal(h.w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bytes.Contains(enc, []byte(tok)) {
+				t.Error("the state holds the value in plain text")
+			}
+			task := h.w.TaskByID(a)
+			if got := []any{h.w.Input["tok"], h.w.Output["echo"], task.Input["tok"], task.Output["echo"], task.Logs[0].Log}; !reflect.DeepEqual(got, []any{"***", "***", "***", "***", "***"}) {
+				t.Errorf("input, output, task input, task output, log line = %v, want ***", got)
+			}
+			if h.w.Input["other"] != "y" || task.Input["plain"] != "x" || task.Output["n"] != 1 {
+				t.Errorf("what does not hold the value changed: %v, %v, %v", h.w.Input, task.Input, task.Output)
+			}
+			h.decide(engine.Restart{})
+			if got := h.task("a").Input["tok"]; got != masking.Mask {
+				t.Errorf("a restart hands %v, want ***", got)
 			}
 		})
 	}

@@ -22,14 +22,16 @@ import (
 // and the child's compaction destroys a _secrets one and replaces its
 // copies. A compacted child whose compaction destroyed a secrets key or
 // shredded data sealed under one (a key no workflow.secrets_sealed
-// recorded, written before it existed) is left as it is. One whose
-// compaction shredded nothing (no key, compacted only for the purges of
-// the cached outputs it masks) is not: what it records makes it await
-// compaction again (engine.Apply), and that compaction purges the cached
-// outputs it finds the values in.
+// recorded, written before it existed) has no key to seal them under: it
+// records them shredded, of either kind, which replaces them with "***"
+// for good as it is folded (engine.Apply), as its compaction replaced its
+// _secrets data. One whose compaction shredded nothing (no key,
+// compacted only for the purges of the cached outputs it masks) records
+// them as any child: what it records makes it await compaction again, and
+// that compaction purges the cached outputs it finds the values in.
 func (g *Guard) FindValues(ctx context.Context, w *engine.Workflow, found engine.ValuesFound) (engine.ValuesFound, error) {
 	found.Masked, found.Key = nil, nil
-	if w == nil || w.Compacted && !w.ShreddedNothing || w.Removed || found.From == "" || found.From == w.ID {
+	if w == nil || w.Removed || found.From == "" || found.From == w.ID {
 		return found, nil
 	}
 	open := g.opener(ctx, &engine.Workflow{ID: found.From, SecretsKey: found.SecretsKey})
@@ -72,6 +74,9 @@ func (g *Guard) FindValues(ctx context.Context, w *engine.Workflow, found engine
 		m.add([]byte(s))
 		m.addKind(s, kind)
 	}
+	if w.Compacted && !w.ShreddedNothing {
+		return shredFound(w, found, values, m.get()), nil
+	}
 	p := &protection{g: g, ctx: ctx, m: m, wf: "wf/" + w.ID, sealed: values, sealedSecretValues: secretValues,
 		s: sealer{ctx: ctx, keys: g.cfg.Keys, wfID: w.ID, before: w, memo: m}}
 	if w.SealsSecrets {
@@ -98,6 +103,18 @@ func (g *Guard) FindValues(ctx context.Context, w *engine.Workflow, found engine
 		found.Key = &schemas.SecretsSealed{}
 	}
 	return found, nil
+}
+
+// shredFound records the values found in w, a compacted workflow whose
+// secrets key is destroyed, as shredded, sealed nowhere: a _masked one
+// too, which it holds as plain data and no key of its seals, and which
+// the views would mask while its state and read models kept it.
+func shredFound(w *engine.Workflow, found engine.ValuesFound, values [][]byte, r *masking.Redactor) engine.ValuesFound {
+	paths, shred, texts := findValues(w, values, false, r), findValues(w, values, true, r), findTexts(w, r)
+	if len(paths) > 0 || len(shred) > 0 || len(texts) > 0 {
+		found.Masked = &schemas.ValuesMasked{Paths: paths, Shred: shred, Texts: texts}
+	}
+	return found
 }
 
 // lookFor tells the children of w (its state once events are recorded) of

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -148,12 +149,14 @@ func tellChild(ctx context.Context, t *testing.T, g *Guard, parentID, kidID, blo
 // later, and awaits compaction again, whose purges take out the output of
 // its cached task that holds the value: that masking decision is recorded
 // after a compaction, and nothing but another would purge what it finds.
-// A child whose compaction shredded data sealed under its secrets key is
-// left as it is, one compacted before workflow.secrets_sealed existed
-// (which records no key) included: a finding that reopened it would let
-// its tasks' late log lines in, which nothing can redact of what it was
-// given under the key, and a second compaction would find nothing left to
-// shred and take the lines for good.
+// A child whose compaction shredded data sealed under its secrets key,
+// one compacted before workflow.secrets_sealed existed (which records no
+// key) included, has no key to seal the value under: it records it
+// shredded, sealed nowhere, and its fold replaces it with "***" for good.
+// It stays compacted: a finding that reopened it would let its tasks'
+// late log lines in, which nothing can redact of what it was given under
+// the key, and a second compaction would find nothing left to shred and
+// take the lines for good.
 func TestCompactedChildWithoutKeyMasksALateValueAndIsCompactedAgain(t *testing.T) {
 	ctx, keys := openKeys(t)
 	const value, given = "late-value-for-a-compacted-child-5521", "given-to-a-worker-7730"
@@ -203,15 +206,22 @@ func TestCompactedChildWithoutKeyMasksALateValueAndIsCompactedAgain(t *testing.T
 				t.Fatal(err)
 			}
 			if tc.block == masking.KeySecrets {
-				if found.Masked != nil {
-					t.Errorf("the child whose compaction shredded data under its key records %+v, want nothing", found.Masked)
+				want := &schemas.ValuesMasked{Paths: []string{"task/e1/output.v"}, Shred: []string{"task/e1/output.v"}}
+				if !reflect.DeepEqual(found.Masked, want) || found.Key != nil {
+					t.Fatalf("the child whose compaction shredded data under its key records %+v (key %+v), want %+v", found.Masked, found.Key, want)
 				}
-				// As an engine since 8617a2d recorded it, from the finding
-				// above: the child stays compacted, and its worker's late
-				// log line is refused.
-				kid = applyAll(t, kid, &schemas.ValuesMasked{Paths: []string{"task/e1/output.v"}})
+				dec, err := engine.Decide(engine.Input{State: kid, Trigger: found, Now: time.UnixMilli(5)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				kid = applyAll(t, kid, dec.Events...)
+				if got := kid.TaskByID("e1").Output["v"]; got != masking.Mask {
+					t.Errorf("the child's task's output reads %v, want %q", got, masking.Mask)
+				}
+				// The child stays compacted, and its worker's late log
+				// line is refused.
 				other := New(Config{Keys: keys, Secrets: fakeSecrets{}, Authz: allowAll{}})
-				dec, err := other.Protect(ctx, kid, engine.Decision{Events: []schemas.Event{&schemas.TaskLogged{TaskID: "f1", Lines: []string{"late: " + given}}}})
+				dec, err = other.Protect(ctx, kid, engine.Decision{Events: []schemas.Event{&schemas.TaskLogged{TaskID: "f1", Lines: []string{"late: " + given}}}})
 				if !kid.Compacted || !errors.Is(err, fault.ErrConflict) {
 					var stored []string
 					for _, ev := range dec.Events {

@@ -150,10 +150,16 @@ func (g *Guard) Protect(ctx context.Context, before *engine.Workflow, dec engine
 	dec.Effects = append(dec.Effects, lookFor(state, out)...)
 	// Every ValuesMasked the decision records, a ValuesFound's too (the
 	// engine records it as FindValues prepared it, and leaves its effects
-	// to this pass, which sees the ones it appends itself as well).
+	// to this pass, which sees the ones it appends itself as well). A
+	// compacted workflow's fold shreds at once what it records, the
+	// inputs the keys are made of among them: keyed on them before.
+	keyed := state
+	if before != nil && before.Compacted {
+		keyed = before
+	}
 	for _, ev := range out {
 		if vm, ok := ev.(*schemas.ValuesMasked); ok {
-			dec.Effects = append(dec.Effects, engine.Uncache(state, vm)...)
+			dec.Effects = append(dec.Effects, engine.Uncache(keyed, vm)...)
 		}
 	}
 	// A task this decision completed from the cache with an output it
