@@ -351,7 +351,8 @@ type KeyLister interface {
 	DataKeyIDs(ctx context.Context, prefix string) (map[string]time.Time, error)
 	// PooledKeyIDs lists the pages it can read, and fails naming those
 	// it cannot, one error per page (*secrets.DamagedPageError for a
-	// damaged one).
+	// damaged one), or per keyring term that does not match the pages
+	// wrapped under it (secrets.ErrKeyringMismatch).
 	PooledKeyIDs(ctx context.Context) ([]string, error)
 	// EraseDamagedPage erases a damaged key page whole, and reports
 	// whether it did.

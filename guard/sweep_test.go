@@ -16,6 +16,7 @@ import (
 	"github.com/flowvault/flowvault/engine"
 	"github.com/flowvault/flowvault/eventlog"
 	"github.com/flowvault/flowvault/fault"
+	"github.com/flowvault/flowvault/internal/logkey"
 	"github.com/flowvault/flowvault/internal/testutil"
 	"github.com/flowvault/flowvault/masking"
 	"github.com/flowvault/flowvault/schemas"
@@ -620,8 +621,10 @@ func TestSweepKeepsTheKeyARunningWorkflowsDroppedTaskSealedUnder(t *testing.T) {
 // leaves a page with a flipped bit open to whoever has the master key and
 // skips the tag. One a live workflow holds a key of, or one the read
 // model cannot say of, is kept, and so is one wrapped under a term the
-// keyring does not hold, which a keyring reload may open. The sweep kept
-// every damaged page, named in its warning.
+// keyring does not hold, which a keyring reload may open. Another
+// engine's healthy page under the same term shows that the keyring's term
+// is the one that wrapped it (see TestSweepKeepsThePagesOfAReplacedKeyring).
+// The sweep kept every damaged page, named in its warning.
 func TestSweepErasesADamagedPageNoLiveWorkflowHolds(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -640,9 +643,10 @@ func TestSweepErasesADamagedPageNoLiveWorkflowHolds(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ctx := testutil.Context(t, 30*time.Second)
-			l := testutil.OpenLog(t, "")
-			keys := openKeysOn(ctx, t, l, secrets.GenerateMasterKey())
+			ctx, l, keys, other := openTwoProcessesKeys(t)
+			if _, err := other.NewPooledKey(ctx); err != nil {
+				t.Fatal(err)
+			}
 			holders := map[string]string{}
 			for _, wfID := range []string{"wf-a", "wf-b"} {
 				dk, err := keys.NewPooledKey(ctx)
@@ -684,6 +688,86 @@ func TestSweepErasesADamagedPageNoLiveWorkflowHolds(t *testing.T) {
 				t.Fatalf("the sweep erased %d, %v, and %d messages of the stream hold page %s; want it kept, its damaged revision alone, and the error to name it and say %q", n, err, stored, page, tc.kept)
 			}
 		})
+	}
+}
+
+// A keyring whose entry was replaced (purged, and a new keyring created,
+// which starts at term 1 again) opens no page the old one wrapped, under
+// "term 1" as they were: the pages are not damaged, and the sweep keeps
+// them, logging an error naming the term, before the new keyring wraps
+// anything and after: its own pages open under term 1, but the old pages
+// were stored before its term 1 was created. Once the old keyring is put
+// back, a key of such a page, one its engine handed out after the sweep
+// too, opens what it sealed. The sweep erased the page whole, as no
+// workflow recorded a key of it, and logged nothing: the values sealed
+// under its keys read as *** for good.
+func TestSweepKeepsThePagesOfAReplacedKeyring(t *testing.T) {
+	t.Parallel()
+	ctx := testutil.Context(t, 30*time.Second)
+	l := testutil.OpenLog(t, "")
+	mk := secrets.GenerateMasterKey()
+	again, err := secrets.ParseMasterKey(string(mk.Text()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := openKeysOn(ctx, t, l, mk)
+	before, err := a.NewPooledKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	main, err := l.JetStream().KeyValue(ctx, secrets.KeyBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, err := main.Get(ctx, "keyring")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := main.Purge(ctx, "keyring"); err != nil {
+		t.Fatal(err)
+	}
+	logger, logs := testutil.CapturingLogger()
+	b, err := secrets.OpenKeys(ctx, l.JetStream(), secrets.GenerateMasterKey(), secrets.KeysOptions{Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Compactor{Keys: b, Listed: b, States: &heldKeys{}, Logger: logger}
+	page := before.ID()[:strings.LastIndexByte(before.ID(), '.')]
+	bucket, key := secrets.DataKeyEntry(before.ID())
+	for _, when := range []string{"before it wraps a key", "after"} {
+		if when == "after" {
+			if _, err := b.NewPooledKey(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n, err := c.Sweep(ctx)
+		if stored := pageMessages(ctx, t, l, bucket, key); n != 0 || !errors.Is(err, secrets.ErrKeyringMismatch) || !strings.Contains(err.Error(), page) || stored != 1 {
+			t.Fatalf("%s, the new keyring's sweep erased %d, %v, and %d messages hold page %s; want it kept, and an error naming it and saying the keyring does not match", when, n, err, stored, page)
+		}
+	}
+	warned := logs.Records("key pages do not open under a keyring term that does not match the key store (the keyring replaced, by a new one starting at term 1 again?): they are kept; put the keyring back to open them")
+	if len(warned) != 2 || warned[0]["level"] != "ERROR" || warned[0][logkey.Version] != 1.0 || warned[0][logkey.Page] != page {
+		t.Errorf("the sweeps logged %s; want an error naming term 1 and page %s each time", logs, page)
+	}
+
+	after, err := a.NewPooledKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed := after.Seal([]byte("p"), []byte("v"))
+	if _, err := main.Put(ctx, "keyring", ring.Value()); err != nil {
+		t.Fatal(err)
+	}
+	restored := openKeysOn(ctx, t, l, again)
+	for _, dk := range []*secrets.DataKey{before, after} {
+		if _, err := restored.DataKey(ctx, dk.ID()); err != nil {
+			t.Errorf("with the keyring put back, key %s: %v; want it to open", dk.ID(), err)
+		}
+	}
+	if dk, err := restored.DataKey(ctx, after.ID()); err == nil {
+		if v, err := dk.Open([]byte("p"), sealed); err != nil || string(v) != "v" {
+			t.Errorf("with the keyring put back, key %s opens what it sealed: %q, %v", after.ID(), v, err)
+		}
 	}
 }
 

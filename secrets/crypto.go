@@ -43,6 +43,13 @@ var (
 	// restored (a backup, a repair), or the keyring that wrapped it is. A
 	// damaged key page can only be erased whole (EraseDamagedPage).
 	ErrKeyDamaged = errors.New("stored data key damaged")
+	// ErrKeyringMismatch is returned for a key page that does not open
+	// under its term when that proves nothing about the page: nothing
+	// else stored under the term opens with this keyring, or the page
+	// was stored before this keyring's term was created. The keyring,
+	// not the page, is wrong (its entry replaced by a new keyring, which
+	// starts at term 1 again), and the page is not erased.
+	ErrKeyringMismatch = errors.New("the keyring does not match the key store")
 	// ErrInvalidKeyID is returned for an id that cannot name a data key
 	// (CheckKeyID), nor a slot of a key page for a pooled key's id.
 	ErrInvalidKeyID = errors.New("invalid data key id")

@@ -9,8 +9,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flowvault/flowvault/internal/logkey"
 )
 
 // Pooled keys. A workflow that seals a secret needs a data key of its own,
@@ -278,23 +281,34 @@ func (k *Keys) destroySlots(ctx context.Context, page string, slots []int) error
 // lists every page it can, and returns with them one error per page it
 // could not read, naming the page; a damaged page's is a
 // *DamagedPageError. So does a bucket it cannot list: one error, naming
-// the bucket, and the pages of the others.
+// the bucket, and the pages of the others. Pages that do not open under a
+// term this keyring does not match (ErrKeyringMismatch, see
+// damageProven) are not damaged: they have one error per term, which it
+// also logs, naming the term.
 func (k *Keys) PooledKeyIDs(ctx context.Context) ([]string, error) {
 	var (
 		out        []string
 		unreadable []error
+		unopened   []unopenedPage
+		opens      = map[uint32]bool{} // terms a page opened under
 	)
 	err := k.eachEntry(ctx, dataKeyPrefix+pagePrefix+">", func(_ bucket, e entry) error {
 		page := strings.TrimPrefix(e.Key(), dataKeyPrefix)
 		raw, err := k.unwrap(ctx, page, e.Value())
-		if err == nil && len(raw) != pageSlots*KeySize {
+		if err == nil {
+			term, _ := ciphertextTerm(e.Value())
+			opens[term] = true
+		}
+		switch {
+		case err == nil && len(raw) != pageSlots*KeySize:
+			// It opened: its term is the key that wrapped it.
 			wipe(raw)
-			err = fmt.Errorf("key page %s: %w: %d bytes, want %d", page, ErrKeyDamaged, len(raw), pageSlots*KeySize)
-		}
-		if errors.Is(err, ErrKeyDamaged) {
-			err = &DamagedPageError{Page: page, err: err}
-		}
-		if err != nil {
+			unreadable = append(unreadable, &DamagedPageError{Page: page, err: fmt.Errorf("key page %s: %w: %d bytes, want %d", page, ErrKeyDamaged, len(raw), pageSlots*KeySize)})
+			return nil
+		case errors.Is(err, ErrKeyDamaged):
+			unopened = append(unopened, unopenedPage{page: page, e: e, err: err})
+			return nil
+		case err != nil:
 			unreadable = append(unreadable, err) // it names the page
 			return nil
 		}
@@ -306,7 +320,114 @@ func (k *Keys) PooledKeyIDs(ctx context.Context) ([]string, error) {
 		}
 		return nil
 	})
+	unreadable = append(unreadable, k.judgeUnopened(ctx, unopened, opens)...)
 	return out, errors.Join(append(unreadable, err)...)
+}
+
+// unopenedPage is a key page its term does not open.
+type unopenedPage struct {
+	page string
+	e    entry
+	err  error
+}
+
+// judgeUnopened returns an error for each page of unopened that is
+// damaged (*DamagedPageError), and one for each term whose pages prove
+// nothing, logged: a keyring replaced by mistake makes every page look
+// damaged, and the operator must hear of it before a restore is too late.
+func (k *Keys) judgeUnopened(ctx context.Context, unopened []unopenedPage, opens map[uint32]bool) []error {
+	var (
+		errs       []error
+		mismatched = map[uint32][]unopenedPage{}
+	)
+	for _, u := range unopened {
+		term, err := k.damageProven(ctx, u.e.Value(), u.e.Created(), opens)
+		switch {
+		case errors.Is(err, ErrKeyringMismatch):
+			mismatched[term] = append(mismatched[term], u)
+		case err != nil:
+			errs = append(errs, fmt.Errorf("key page %s: %w", u.page, err))
+		default:
+			errs = append(errs, &DamagedPageError{Page: u.page, err: u.err})
+		}
+	}
+	for term, pages := range mismatched {
+		err := fmt.Errorf("%w for term %d: %d key pages wrapped under it do not open (%s the first: %w), and none is taken for damaged nor erased: nothing else stored under the term opens with this keyring, or they were stored before this keyring's term was created",
+			ErrKeyringMismatch, term, len(pages), pages[0].page, pages[0].err)
+		k.logger.Error("key pages do not open under a keyring term that does not match the key store (the keyring replaced, by a new one starting at term 1 again?): they are kept; put the keyring back to open them",
+			logkey.Version, term, logkey.Count, len(pages), logkey.Page, pages[0].page)
+		errs = append(errs, err)
+	}
+	return errs
+}
+
+// termTries bounds the stored keys damageProven tries under a term:
+// under a keyring that does not match, every one fails, and each sweep
+// would read the whole store.
+const termTries = 16
+
+// errStop ends an eachEntry early.
+var errStop = errors.New("stop")
+
+// damageProven returns the term of wrapped, a stored key page's value
+// that does not open under it (ErrKeyDamaged), and nil if that proves the
+// page damaged; ErrKeyringMismatch if it does not: this keyring's term of
+// that number is not the key that wrapped the page. A keyring whose entry
+// was replaced starts at term 1 again with a new key, and every page then
+// fails under "term 1" alike. Proof is a page stored after this keyring
+// created the term (one stored before cannot be its), and another stored
+// key under the term that opens (opens caches the terms known to open,
+// and is filled in). A ciphertext with no term is damaged.
+func (k *Keys) damageProven(ctx context.Context, wrapped []byte, stored time.Time, opens map[uint32]bool) (uint32, error) {
+	term, ok := ciphertextTerm(wrapped)
+	if !ok {
+		return 0, nil
+	}
+	t := k.Keyring().terms[term]
+	if t == nil {
+		return term, fmt.Errorf("%w %d", errUnknownTerm, term)
+	}
+	if !stored.After(time.UnixMilli(t.created)) {
+		return term, fmt.Errorf("%w: stored before term %d was created", ErrKeyringMismatch, term)
+	}
+	works, known := opens[term]
+	if !known {
+		var err error
+		if works, err = k.termOpens(ctx, term); err != nil {
+			return term, fmt.Errorf("whether keyring term %d opens anything stored: %w", term, err)
+		}
+		opens[term] = works
+	}
+	if !works {
+		return term, fmt.Errorf("%w: nothing stored under term %d opens", ErrKeyringMismatch, term)
+	}
+	return term, nil
+}
+
+// termOpens reports whether a stored data key or key page wrapped under
+// term opens with this keyring, giving up after termTries that do not.
+func (k *Keys) termOpens(ctx context.Context, term uint32) (bool, error) {
+	ring := k.Keyring()
+	tried, found := 0, false
+	err := k.eachEntry(ctx, dataKeyPrefix+">", func(_ bucket, e entry) error {
+		if t, ok := ciphertextTerm(e.Value()); !ok || t != term {
+			return nil
+		}
+		raw, err := ring.Open(dataKeyPurpose(strings.TrimPrefix(e.Key(), dataKeyPrefix)), e.Value())
+		if err == nil {
+			wipe(raw)
+			found = true
+			return errStop
+		}
+		if tried++; tried == termTries {
+			return errStop
+		}
+		return nil
+	})
+	if errors.Is(err, errStop) {
+		err = nil
+	}
+	return found, err
 }
 
 // DamagedPageError is PooledKeyIDs' error for a key page whose stored
@@ -340,8 +461,9 @@ func (e *DamagedPageError) Keys() []string {
 // anyone who decrypts it, with the master key, without checking the tag.
 // A page that opens (restored meanwhile) is not erased, nor one wrapped
 // under a term the keyring does not hold, which a rotation not visible
-// here yet explains; nor a revision stored after the damaged one was
-// read. This process hands out no more keys of the page, and refuses
+// here yet explains, nor one whose term this keyring does not match
+// (ErrKeyringMismatch, see damageProven); nor a revision stored after the
+// damaged one was read. This process hands out no more keys of the page, and refuses
 // those it handed out.
 func (k *Keys) EraseDamagedPage(ctx context.Context, page string) (bool, error) {
 	if _, _, err := pageOf(page + ".0"); err != nil {
@@ -358,6 +480,10 @@ func (k *Keys) EraseDamagedPage(ctx context.Context, page string) (bool, error) 
 		}
 	case !errors.Is(err, ErrKeyDamaged):
 		return false, err
+	default:
+		if _, err := k.damageProven(ctx, e.Value(), e.Created(), map[uint32]bool{}); err != nil {
+			return false, fmt.Errorf("key page %s kept: %w", page, err)
+		}
 	}
 	k.pool.mu.Lock()
 	if k.pool.page == page && k.pool.raw != nil {

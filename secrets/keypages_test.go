@@ -828,26 +828,36 @@ func TestPooledKeyIDsNamesAPageOfATermItCannotLoad(t *testing.T) {
 // opens to the wrong size, which PooledKeyIDs names as a *DamagedPageError
 // with the ids of all of its slots; this process then hands out no key of
 // the page and refuses those it handed out. A page that opens again (a
-// restore) is kept. PooledKeyIDs listed the keys of a page that opened to
-// the wrong size, and no erasure of a damaged page existed.
+// restore) is kept, and so is a page that does not open under a term
+// nothing else stored under opens with (ErrKeyringMismatch): the keyring
+// may be the wrong one. PooledKeyIDs listed the keys of a page that
+// opened to the wrong size, and no erasure of a damaged page existed.
 func TestEraseDamagedPage(t *testing.T) {
 	t.Parallel()
+	flip := func(_ *Keys, _ string, w []byte) []byte { w[len(w)/2] ^= 1; return w }
 	for _, tc := range []struct {
 		name   string
 		stored func(k *Keys, page string, wrapped []byte) []byte
-		erased bool
+		// alone: no other key is stored under the page's term.
+		alone, erased bool
 	}{
-		{"a flipped bit", func(_ *Keys, _ string, w []byte) []byte { w[len(w)/2] ^= 1; return w }, true},
+		{"a flipped bit", flip, false, true},
 		{"the wrong size", func(k *Keys, page string, _ []byte) []byte {
 			return k.Keyring().Seal(dataKeyPurpose(page), make([]byte, KeySize))
-		}, true},
-		{"restored", func(_ *Keys, _ string, w []byte) []byte { return w }, false},
+		}, true, true},
+		{"restored", func(_ *Keys, _ string, w []byte) []byte { return w }, false, false},
+		{"a flipped bit, alone under its term", flip, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			l := testutil.OpenLog(t, "")
 			ctx := testutil.Context(t, 30*time.Second)
 			k := mustOpenKeys(t, l, GenerateMasterKey())
+			if !tc.alone {
+				if _, err := k.NewDataKey(ctx, "secret.other.1"); err != nil {
+					t.Fatal(err)
+				}
+			}
 			ids, cts := newPooled(t, k, 2)
 			page, _ := mustPageOf(t, ids[0])
 			held, err := k.DataKey(ctx, ids[0])
@@ -864,8 +874,11 @@ func TestEraseDamagedPage(t *testing.T) {
 			if got := errors.As(err, &d); got != tc.erased || got && (d.Page != page || len(d.Keys()) != pageSlots || d.Keys()[1] != ids[1] || !errors.Is(err, ErrKeyDamaged) || len(listed) != 0) {
 				t.Fatalf("PooledKeyIDs = %q, %v; want a damaged page error for %s: %v", listed, err, page, tc.erased)
 			}
+			if tc.alone && !tc.erased && !errors.Is(err, ErrKeyringMismatch) {
+				t.Fatalf("PooledKeyIDs = %q, %v; want ErrKeyringMismatch", listed, err)
+			}
 			erased, err := k.EraseDamagedPage(ctx, page)
-			if err != nil || erased != tc.erased {
+			if erased != tc.erased || (err != nil) != (tc.alone && !tc.erased) {
 				t.Fatalf("EraseDamagedPage = %v, %v; want %v", erased, err, tc.erased)
 			}
 			info, err := b.stream.Info(ctx, jetstream.WithSubjectFilter(pageSubject(page)))
@@ -873,7 +886,12 @@ func TestEraseDamagedPage(t *testing.T) {
 				t.Fatal(err)
 			}
 			if !tc.erased {
-				checkOpens(t, k, ids, cts)
+				if len(info.State.Subjects) != 1 {
+					t.Errorf("the page's subject holds %v; want its message kept", info.State.Subjects)
+				}
+				if !tc.alone {
+					checkOpens(t, k, ids, cts)
+				}
 				return
 			}
 			if n := len(info.State.Subjects); n != 0 {

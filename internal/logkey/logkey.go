@@ -46,4 +46,5 @@ const (
 	Want       = "want"       // the setting this engine asks for, beside another one it found (Duration)
 	Was        = "was"        // a setting's value before it changed, beside the one now (Duration)
 	Every      = "every"      // how often something is done, as it now is
+	Page       = "page"       // a key page's id (kp.…), never its keys
 )
