@@ -444,7 +444,7 @@ func (c *Compactor) Sweep(ctx context.Context) (int, error) {
 			unread = append(unread, err)
 			continue
 		}
-		n, err := eraseDamagedPage(ctx, keys, states, d)
+		n, err := c.eraseDamagedPage(ctx, d)
 		erased += n
 		if err != nil {
 			unread = append(unread, err)
@@ -504,8 +504,10 @@ func joined(err error) []error {
 // them as "***" as it would a destroyed key's, and a restore of the page
 // or of the keyring brings them back. The page goes at the first sweep
 // after its last live key is spent. A key the read model cannot judge
-// keeps the page too.
-func eraseDamagedPage(ctx context.Context, keys KeyLister, states WorkflowState, d *secrets.DamagedPageError) (int, error) {
+// keeps the page too. The erasure is logged, whatever it counts: a page
+// whose keys no workflow recorded counts none.
+func (c *Compactor) eraseDamagedPage(ctx context.Context, d *secrets.DamagedPageError) (int, error) {
+	keys, states := c.Listed, c.States
 	var (
 		spent, live int
 		first       string // the first live key's workflow
@@ -534,6 +536,8 @@ func eraseDamagedPage(ctx context.Context, keys KeyLister, states WorkflowState,
 	if err != nil || !erased {
 		return 0, err
 	}
+	cmp.Or(c.Logger, slog.New(slog.DiscardHandler)).Warn("erased a damaged key page whole, as no live workflow held a key of it; count: the keys of compacted workflows erased with it",
+		logkey.Page, d.Page, logkey.Count, spent)
 	return spent, nil
 }
 

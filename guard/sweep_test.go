@@ -624,7 +624,8 @@ func TestSweepKeepsTheKeyARunningWorkflowsDroppedTaskSealedUnder(t *testing.T) {
 // keyring does not hold, which a keyring reload may open. Another
 // engine's healthy page under the same term shows that the keyring's term
 // is the one that wrapped it (see TestSweepKeepsThePagesOfAReplacedKeyring).
-// The sweep kept every damaged page, named in its warning.
+// The sweep kept every damaged page, named in its warning; it logs the
+// erasure of one, which it did not when no workflow recorded a key of it.
 func TestSweepErasesADamagedPageNoLiveWorkflowHolds(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -633,13 +634,16 @@ func TestSweepErasesADamagedPageNoLiveWorkflowHolds(t *testing.T) {
 		damage func(v []byte)
 		// wf-b, holding a key of the page, runs, or cannot be read.
 		live, unread bool
-		kept         string // what the sweep's error says of a page it keeps
+		// unrecorded: no workflow recorded a key of the page.
+		unrecorded bool
+		kept       string // what the sweep's error says of a page it keeps
 	}{
-		{"a flipped bit, every key spent", flipBit, false, false, ""},
-		{"a broken tag, every key spent", func(v []byte) { v[len(v)-1] ^= 0x01 }, false, false, ""},
-		{"a flipped bit, a key live", flipBit, true, false, "kept while live workflows hold 1 of its keys (wf-b the first)"},
-		{"a flipped bit, a key unjudged", flipBit, false, true, "the read model did not say whether key"},
-		{"an unknown term, every key spent", func(v []byte) { copy(v, []byte{0xff, 0xff, 0xff, 0xff}) }, false, false, "unknown key term"},
+		{"a flipped bit, every key spent", flipBit, false, false, false, ""},
+		{"a broken tag, every key spent", func(v []byte) { v[len(v)-1] ^= 0x01 }, false, false, false, ""},
+		{"a flipped bit, no key recorded", flipBit, false, false, true, ""},
+		{"a flipped bit, a key live", flipBit, true, false, false, "kept while live workflows hold 1 of its keys (wf-b the first)"},
+		{"a flipped bit, a key unjudged", flipBit, false, true, false, "the read model did not say whether key"},
+		{"an unknown term, every key spent", func(v []byte) { copy(v, []byte{0xff, 0xff, 0xff, 0xff}) }, false, false, false, "unknown key term"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -673,14 +677,24 @@ func TestSweepErasesADamagedPageNoLiveWorkflowHolds(t *testing.T) {
 				t.Fatal(err)
 			}
 
+			spent := 2
+			if tc.unrecorded {
+				spent = 0
+				holders = nil
+			}
 			states := &heldKeys{holders: holders, live: map[string]bool{"wf-b": tc.live}, unread: map[string]bool{"wf-b": tc.unread}}
-			c := &Compactor{Keys: keys, Listed: keys, States: states}
+			logger, logs := testutil.CapturingLogger()
+			c := &Compactor{Keys: keys, Listed: keys, States: states, Logger: logger}
 			n, err := c.Sweep(ctx)
 			page := first[:strings.LastIndexByte(first, '.')]
 			stored := pageMessages(ctx, t, l, kv.Bucket(), e.Key(), intact, damaged)
+			logged := logs.Records(erasedPageMsg)
 			if tc.kept == "" {
-				if n != 2 || err != nil || stored != 0 {
-					t.Fatalf("the sweep erased %d, %v, and %d messages of the stream hold page %s; want it erased whole, 2 spent keys with it", n, err, stored, page)
+				if n != spent || err != nil || stored != 0 {
+					t.Fatalf("the sweep erased %d, %v, and %d messages of the stream hold page %s; want it erased whole, %d spent keys with it", n, err, stored, page, spent)
+				}
+				if len(logged) != 1 || logged[0][logkey.Page] != page || logged[0][logkey.Count] != float64(spent) {
+					t.Errorf("the sweep logged %v of the pages it erased; want page %s, count %d", logged, page, spent)
 				}
 				return
 			}
@@ -690,6 +704,9 @@ func TestSweepErasesADamagedPageNoLiveWorkflowHolds(t *testing.T) {
 		})
 	}
 }
+
+// erasedPageMsg is the line the sweep logs for a damaged page it erased.
+const erasedPageMsg = "erased a damaged key page whole, as no live workflow held a key of it; count: the keys of compacted workflows erased with it"
 
 // A keyring whose entry was replaced (purged, and a new keyring created,
 // which starts at term 1 again) opens no page the old one wrapped, under
@@ -746,8 +763,8 @@ func TestSweepKeepsThePagesOfAReplacedKeyring(t *testing.T) {
 		}
 	}
 	warned := logs.Records("key pages do not open under a keyring term that does not match the key store (the keyring replaced, by a new one starting at term 1 again?): they are kept; put the keyring back to open them")
-	if len(warned) != 2 || warned[0]["level"] != "ERROR" || warned[0][logkey.Version] != 1.0 || warned[0][logkey.Page] != page {
-		t.Errorf("the sweeps logged %s; want an error naming term 1 and page %s each time", logs, page)
+	if len(warned) != 2 || warned[0]["level"] != "ERROR" || warned[0][logkey.Version] != 1.0 || warned[0][logkey.Page] != page || len(logs.Records(erasedPageMsg)) != 0 {
+		t.Errorf("the sweeps logged %s; want an error naming term 1 and page %s each time, and no page erased", logs, page)
 	}
 
 	after, err := a.NewPooledKey(ctx)
