@@ -1446,7 +1446,11 @@ func (g *Guard) rebuild(ctx context.Context, w *engine.Workflow, m *memo) error 
 	collect(w.Output)
 	collect(w.Variables)
 	for _, t := range w.Tasks {
-		if in := collect(t.Input); t.Type == conductor.TaskTypeUpdateSecret {
+		// A task failed as it is scheduled wrote nothing, and its name
+		// may be a value the workflow sealed (sealEvent marks it no
+		// name): marked one, the value would no longer be looked for.
+		failedAsScheduled := t.Status == conductor.TaskFailedWithTerminalError && t.PollCount == 0
+		if in := collect(t.Input); t.Type == conductor.TaskTypeUpdateSecret && !failedAsScheduled {
 			if name, ok := updatedSecretName(in); ok {
 				m.addName(name)
 			}

@@ -1125,11 +1125,13 @@ func TestUpdateSecretNamedWithAResolvedValueIsRefused(t *testing.T) {
 		name, secretKey string
 		failed          bool // as it is scheduled: it is handed nothing
 		refused         bool
+		rebuilt         bool // the later echo is protected by a guard that reads the workflow's state afresh
 	}{
-		{"plain", "deploy_key", false, false},
-		{"the value", secret, false, true},
-		{"text holding it", "k_" + secret, false, true},
-		{"the value, the task failed as it is scheduled", secret, true, false},
+		{"plain", "deploy_key", false, false, false},
+		{"the value", secret, false, true, false},
+		{"text holding it", "k_" + secret, false, true, false},
+		{"the value, the task failed as it is scheduled", secret, true, false, false},
+		{"the value, the task failed as it is scheduled, rebuilt", secret, true, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, keys := openKeys(t)
@@ -1146,7 +1148,7 @@ func TestUpdateSecretNamedWithAResolvedValueIsRefused(t *testing.T) {
 			if tc.failed {
 				status = conductor.TaskFailedWithTerminalError
 			}
-			_, err = g.Protect(ctx, before, engine.Decision{Events: []schemas.Event{
+			first, err := g.Protect(ctx, before, engine.Decision{Events: []schemas.Event{
 				&schemas.TaskUpdated{TaskID: "src", Status: conductor.TaskCompleted, Output: map[string]any{"echo": secret}, Time: 1},
 				&schemas.TaskScheduled{TaskID: "r", Ref: "r", Name: "r", Type: conductor.TaskTypeUpdateSecret, Status: status,
 					Input: map[string]any{"_secrets": map[string]any{"secretKey": tc.secretKey, "secretValue": "v"}}, Time: 1}}})
@@ -1157,6 +1159,11 @@ func TestUpdateSecretNamedWithAResolvedValueIsRefused(t *testing.T) {
 				t.Fatalf("protect: %v", err)
 			case err != nil && strings.Contains(err.Error(), secret):
 				t.Fatalf("the refusal quotes the value: %v", err)
+			}
+			if tc.rebuilt {
+				// An engine that starts again knows the value from the
+				// failed task's sealed input alone.
+				before, g = applyAll(t, before, first.Events...), New(Config{Keys: keys})
 			}
 			dec, err := g.Protect(ctx, before, engine.Decision{Events: []schemas.Event{
 				&schemas.TaskUpdated{TaskID: "next", Status: conductor.TaskCompleted, Output: map[string]any{"echo": secret}, Time: 2}}})
