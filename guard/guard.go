@@ -383,10 +383,21 @@ func (m *memo) useDefinition(def []byte) {
 func (m *memo) addName(name string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !slices.ContainsFunc(m.names, func(n []byte) bool { return string(n) == name }) {
+	if !m.hasName(name) {
 		m.names = append(m.names, []byte(name))
 		m.forgetSearch()
 	}
+}
+
+// isName reports whether addName was told name.
+func (m *memo) isName(name string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.hasName(name)
+}
+
+func (m *memo) hasName(name string) bool {
+	return slices.ContainsFunc(m.names, func(n []byte) bool { return string(n) == name })
 }
 
 // letGo gives back the shared redactors of a memo that leaves the table

@@ -1007,9 +1007,11 @@ func (p *protection) sealEvent(ev schemas.Event) (out schemas.Event, changed boo
 				// decision reads before it is redacted), it would name
 				// the secret with the value, and the decision is not
 				// recorded. A task failed as it is scheduled writes
-				// nothing: the value is still looked for.
+				// nothing: the value is still looked for. A name
+				// already a secret's (another UPDATE_SECRET of the
+				// secret, sealing it in this pass) is plain.
 				switch {
-				case p.plainText(p.m.get(), name) == name:
+				case p.m.isName(name) || p.plainText(p.m.get(), name) == name:
 					p.m.addName(name)
 				case e.Status == conductor.TaskScheduled:
 					return nil, false, fault.SecretInName("an UPDATE_SECRET this decision schedules would name the secret it writes "+

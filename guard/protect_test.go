@@ -1176,3 +1176,33 @@ func TestUpdateSecretNamedWithAResolvedValueIsRefused(t *testing.T) {
 		})
 	}
 }
+
+// UPDATE_SECRETs of one secret scheduled by one decision (a fork's
+// branches) all write it: the name the first seals in its _secrets block
+// is the secret's name, not a value the second would be named with.
+func TestUpdateSecretsOfOneSecretScheduledTogetherGoThrough(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{
+		"deploy_key",      // the definition spells it
+		"computed_name_x", // read from plain data
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx, keys := openKeys(t)
+			g := New(Config{Keys: keys})
+			before, err := engine.Apply(nil, &schemas.WorkflowStarted{WorkflowID: "wf-fork", Name: "w", Version: 1,
+				Def: []byte(`{"name":"w","version":1,"tasks":[{"name":"deploy_key"}]}`)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var events []schemas.Event
+			for _, id := range []string{"a", "b"} {
+				events = append(events, &schemas.TaskScheduled{TaskID: id, Ref: id, Name: id, Type: conductor.TaskTypeUpdateSecret, Status: conductor.TaskScheduled,
+					Input: map[string]any{"_secrets": map[string]any{"secretKey": name, "secretValue": "v-" + id}}, Time: 1})
+			}
+			if _, err := g.Protect(ctx, before, engine.Decision{Events: events}); err != nil {
+				t.Fatalf("protect: %v, want both UPDATE_SECRETs scheduled", err)
+			}
+		})
+	}
+}
