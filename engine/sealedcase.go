@@ -146,13 +146,31 @@ func (d *decision) holdsSealed(v any) bool {
 // maskedFields fields, read once each.
 func (d *decision) decisionMasked() []string {
 	for _, ev := range d.events[d.casesRead:] {
-		for _, m := range eventData(ev) {
+		for _, m := range eventData(withoutSecretName(ev)) {
 			d.maskedCases = appendMasked(d.maskedCases, m, false, caseText)
 		}
 		d.maskedCases = d.appendMaskedFields(d.maskedCases, ev, caseText)
 	}
 	d.casesRead = len(d.events)
 	return d.maskedCases
+}
+
+// withoutSecretName is ev without the name an UPDATE_SECRET it schedules
+// holds under _secrets: the secret is listed by it, and the guard takes
+// it as a name, not a value to seal, so that UPDATE_SECRETs of one secret
+// scheduled together (a fork's branches) read it as plain data.
+func withoutSecretName(ev schemas.Event) schemas.Event {
+	e, ok := ev.(*schemas.TaskScheduled)
+	if !ok || e.Type != conductor.TaskTypeUpdateSecret {
+		return ev
+	}
+	block, ok := e.Input[masking.KeySecrets].(map[string]any)
+	if _, named := block["secretKey"]; !ok || !named {
+		return ev
+	}
+	c := *e
+	c.Input = withoutSecretKey(e.Input, block)
+	return &c
 }
 
 // caseText is a leaf's case text (expr.Text), for appendMasked.

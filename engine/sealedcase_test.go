@@ -460,3 +460,17 @@ func checkMaskedFieldRead(t *testing.T, h *harness, field, status, value string)
 	}
 	h.wantStatus(conductor.WorkflowFailed)
 }
+
+// UPDATE_SECRETs of one secret that one decision schedules (a fork's
+// branches) all run: the name the first brings under _secrets is not
+// sealed data the second reads.
+func TestEngineUpdateSecretsOfOneNameScheduledTogether(t *testing.T) {
+	rotate := func(ref string) string {
+		return `[{"name":"r","taskReferenceName":"` + ref + `","type":"UPDATE_SECRET","inputParameters":{"_secrets":{"secretKey":"${workflow.input.name}","secretValue":"v-` + ref + `"}}}]`
+	}
+	def := `{"name":"wf","tasks":[{"name":"f","taskReferenceName":"f","type":"FORK_JOIN","forkTasks":[` + rotate("a") + `,` + rotate("b") + `]},` +
+		`{"name":"j","taskReferenceName":"j","type":"JOIN","joinOn":["a","b"]}]}`
+	h := newHarness(t, def, map[string]any{"name": "deploy_key"})
+	h.wantTask("b", conductor.TaskScheduled)
+	h.wantTask("a", conductor.TaskScheduled)
+}
