@@ -1161,3 +1161,22 @@ func TestChildStartedWithKeysThatSpellASecretLeavesThemNowhere(t *testing.T) {
 	}
 	e.heldNowhere(cfg, "once they ended", []string{tok, other}, ids...)
 }
+
+// UPDATE_SECRETs of one secret in a fork's branches, named from the
+// workflow's plain input, all write it, one after the other: the name
+// one branch seals in its _secrets block is no secret value the other
+// reads, for the decider nor for the guard.
+func TestUpdateSecretsOfOneSecretInAForksBranches(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rotate := func(ref string) string {
+		return `[{"name":"r","taskReferenceName":"` + ref + `","type":"UPDATE_SECRET",` +
+			`"inputParameters":{"_secrets":{"secretKey":"${workflow.input.name}","secretValue":"v-` + ref + `-1234567"}}}]`
+	}
+	e.register(`{"name":"rotate_fork","tasks":[{"name":"f","taskReferenceName":"f","type":"FORK_JOIN","forkTasks":[` + rotate("a") + `,` + rotate("b") + `]},` +
+		`{"name":"j","taskReferenceName":"j","type":"JOIN","joinOn":["a","b"]}]}`)
+	e.waitStatus(e.start("rotate_fork", map[string]any{"name": "rotated_by_fork"}), conductor.WorkflowCompleted)
+	if got := e.must(http.StatusOK, "GET", "/api/secrets/rotated_by_fork", nil); got != "v-a-1234567" && got != "v-b-1234567" {
+		t.Fatalf("secret = %q, want one branch's value", got)
+	}
+}
